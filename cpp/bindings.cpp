@@ -1,0 +1,237 @@
+// The one pybind11 file: converts arrays (no silent copies: every array argument is noconvert,
+// the Python facade validates dtypes and shapes first), releases the GIL around compute, and
+// nothing else. Each model is bound once per scalar type by bind_model<Model>().
+#include <pybind11/eigen.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <implicitreg/mlp.hpp>
+#include <implicitreg/objective.hpp>
+#include <implicitreg/rng.hpp>
+#include <implicitreg/simulation.hpp>
+
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+using namespace implicitreg;
+
+namespace {
+
+template <class T>
+using Array = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+template <class T>
+Array<T> to_array(const std::vector<T>& v, std::vector<py::ssize_t> shape) {
+  Array<T> a(shape);
+  std::copy(v.begin(), v.end(), a.mutable_data());
+  return a;
+}
+
+template <class T>
+void from_array(std::vector<T>& v, const Array<T>& a) {
+  if (static_cast<std::size_t>(a.size()) != v.size())
+    throw std::invalid_argument("state array has the wrong size");
+  std::copy(a.data(), a.data() + a.size(), v.begin());
+}
+
+DynamicsConfig dynamics_from_dict(const py::dict& d) {
+  DynamicsConfig c;
+  c.lr = d["lr"].cast<double>();
+  c.lr_boundaries = d["lr_boundaries"].cast<std::vector<std::int64_t>>();
+  c.lr_values = d["lr_values"].cast<std::vector<double>>();
+  c.sampling = static_cast<Sampling>(d["sampling"].cast<int>());
+  c.batch_size = d["batch_size"].cast<Index>();
+  c.label_noise = static_cast<LabelNoise>(d["label_noise"].cast<int>());
+  c.sigma = d["sigma"].cast<double>();
+  c.param_noise = static_cast<ParamNoise>(d["param_noise"].cast<int>());
+  c.param_sigma = d["param_sigma"].cast<double>();
+  c.temperature = d["temperature"].cast<double>();
+  c.momentum = d["momentum"].cast<double>();
+  c.weight_decay = d["weight_decay"].cast<double>();
+  c.loss = LossNorm::from_name(d["loss"].cast<std::string>());
+  return c;
+}
+
+RunSpec spec_from_dict(const py::dict& d) {
+  RunSpec s;
+  s.total_steps = d["total_steps"].cast<std::int64_t>();
+  s.record_every = d["record_every"].cast<std::int64_t>();
+  for (int k : d["records"].cast<std::vector<int>>()) s.records.push_back(static_cast<Record>(k));
+  s.seed = d["seed"].cast<std::uint64_t>();
+  s.snapshot_every = d["snapshot_every"].cast<std::int64_t>();
+  s.probe_every = d["probe_every"].cast<std::int64_t>();
+  s.moments = d["moments"].cast<bool>();
+  s.moments_diagonal = d["moments_diagonal"].cast<bool>();
+  s.burn_in = d["burn_in"].cast<std::int64_t>();
+  s.divergence_bound = d["divergence_bound"].cast<double>();
+  return s;
+}
+
+// Functions every model offers, whatever its parameters: outputs, Jacobian, loss and gradient,
+// per-sample regularizer; and its Simulation class.
+template <class Model, class PyClass>
+void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_name) {
+  using T = ScalarOf<Model>;
+  using WS = typename Model::Workspace;
+  cls.def_property_readonly("n_params", &Model::n_params)
+      .def_property_readonly("n_in", &Model::n_in)
+      .def_property_readonly("n_out", &Model::n_out)
+      .def(
+          "predict",
+          [](const Model& model, VecRef<T> theta, MatRef<T> X) {
+            py::gil_scoped_release nogil;
+            WS ws;
+            model.forward(theta.data(), X, ws);
+            return RowMat<T>(model.outputs(ws));
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert())
+      .def(
+          "jacobian",
+          [](const Model& model, VecRef<T> theta, MatRef<T> X) {
+            Array<T> J({static_cast<py::ssize_t>(X.rows() * model.n_out()),
+                        static_cast<py::ssize_t>(model.n_params())});
+            MatMap<T> Jm(J.mutable_data(), X.rows() * model.n_out(), model.n_params());
+            py::gil_scoped_release nogil;
+            WS ws;
+            model.forward(theta.data(), X, ws);
+            model.jacobian(theta.data(), X, ws, Jm);
+            return J;
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert())
+      .def(
+          "loss",
+          [](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+             const std::string& norm) {
+            const LossNorm ln = LossNorm::from_name(norm);
+            py::gil_scoped_release nogil;
+            WS ws;
+            return loss_value(model, theta.data(), X, Y, ln, ws);
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+          py::arg("normalization"))
+      .def(
+          "loss_grad",
+          [](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+             const std::string& norm) {
+            const LossNorm ln = LossNorm::from_name(norm);
+            Vec<T> g(model.n_params());
+            double value;
+            {
+              py::gil_scoped_release nogil;
+              WS ws;
+              value = loss_and_grad(model, theta.data(), X, Y, ln, ws, g.data());
+            }
+            return py::make_tuple(value, g);
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+          py::arg("normalization"))
+      .def(
+          "regularizer_per_sample",
+          [](const Model& model, VecRef<T> theta, MatRef<T> X) {
+            py::gil_scoped_release nogil;
+            WS ws;
+            return regularizer_per_sample(model, theta.data(), X, ws);
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert());
+
+  using Sim = Simulation<Model>;
+  py::class_<Sim>(m, sim_name.c_str())
+      .def(py::init([](const Model& model, MatRef<T> X, MatRef<T> Y, const py::dict& dyn,
+                       const py::dict& spec, MatRef<T> theta0, MatRef<T> probes,
+                       VecRef<T> reference) {
+             return new Sim(model, X, Y, dynamics_from_dict(dyn), spec_from_dict(spec), theta0,
+                            probes, reference);
+           }),
+           py::arg("model"), py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("dynamics"),
+           py::arg("spec"), py::arg("theta0").noconvert(), py::arg("probes").noconvert(),
+           py::arg("reference").noconvert())
+      .def("run", &Sim::run, py::arg("steps"), py::arg("threads"),
+           py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("step", &Sim::step)
+      .def("get_state",
+           [](const Sim& s) {
+             const auto R = static_cast<py::ssize_t>(s.replicas());
+             const auto p = static_cast<py::ssize_t>(s.model().n_params());
+             const RunSpec& sp = s.spec();
+             py::dict st;
+             st["step"] = s.step_;
+             st["theta"] = RowMat<T>(s.theta_);
+             st["velocity"] = RowMat<T>(s.velocity_);
+             st["diverged_at"] = to_array(s.diverged_at_, {R});
+             st["traces"] = to_array(s.traces_, {static_cast<py::ssize_t>(sp.records.size()), R,
+                                                 static_cast<py::ssize_t>(n_marks(sp.total_steps, sp.record_every))});
+             st["snapshots"] = to_array(s.snapshots_, {static_cast<py::ssize_t>(n_marks(sp.total_steps, sp.snapshot_every)), R, p});
+             st["probe_outputs"] = to_array(s.probe_out_, {static_cast<py::ssize_t>(s.probe_out_.size())});
+             st["moment_count"] = to_array(s.moment_count_, {static_cast<py::ssize_t>(s.moment_count_.size())});
+             st["moment_mean"] = RowMat<double>(s.moment_mean_);
+             st["moment_m2"] = to_array(s.moment_m2_, {static_cast<py::ssize_t>(s.moment_m2_.size())});
+             return st;
+           })
+      .def("set_state", [](Sim& s, const py::dict& st) {
+        s.step_ = st["step"].cast<std::int64_t>();
+        s.theta_ = st["theta"].cast<RowMat<T>>();
+        s.velocity_ = st["velocity"].cast<RowMat<T>>();
+        from_array(s.diverged_at_, st["diverged_at"].cast<Array<std::int64_t>>());
+        from_array(s.traces_, st["traces"].cast<Array<double>>());
+        from_array(s.snapshots_, st["snapshots"].cast<Array<T>>());
+        from_array(s.probe_out_, st["probe_outputs"].cast<Array<T>>());
+        from_array(s.moment_count_, st["moment_count"].cast<Array<std::int64_t>>());
+        s.moment_mean_ = st["moment_mean"].cast<RowMat<double>>();
+        from_array(s.moment_m2_, st["moment_m2"].cast<Array<double>>());
+      });
+}
+
+template <class T>
+void bind_scalar(py::module_& m, const std::string& suffix) {
+  using Net = MLP<T>;
+  py::class_<Net> cls(m, ("MLP" + suffix).c_str());
+  cls.def(py::init([](const std::vector<Index>& sizes, const std::vector<std::string>& acts,
+                      const std::vector<bool>& bias) {
+            std::vector<Activation> a;
+            for (const auto& name : acts) a.push_back(activation_from_name(name));
+            return new Net(sizes, a, bias);
+          }),
+          py::arg("sizes"), py::arg("activations"), py::arg("bias"));
+  bind_model_methods<Net>(cls, m, "SimulationMLP" + suffix);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
+  m.doc() = "implicitreg compiled core (private; use the implicitreg package)";
+  m.attr("__version__") = IMPLICITREG_VERSION;
+#ifdef IMPLICITREG_HAS_OPENMP
+  m.attr("openmp") = true;
+  m.def("max_threads", [] { return omp_get_max_threads(); });
+#else
+  m.attr("openmp") = false;
+  m.def("max_threads", [] { return 1; });
+#endif
+  m.attr("eigen_version") = std::to_string(EIGEN_WORLD_VERSION) + "." +
+                            std::to_string(EIGEN_MAJOR_VERSION) + "." +
+                            std::to_string(EIGEN_MINOR_VERSION);
+  bind_scalar<double>(m, "_f64");
+  bind_scalar<float>(m, "_f32");
+
+  // Known-answer hooks for the generator (tests only).
+  m.def("_philox", [](std::array<std::uint64_t, 4> ctr, std::array<std::uint64_t, 2> key) {
+    Philox4x64::Block c{{ctr[0], ctr[1], ctr[2], ctr[3]}};
+    const auto b = Philox4x64::generate(c, key[0], key[1]);
+    return std::array<std::uint64_t, 4>{b.v[0], b.v[1], b.v[2], b.v[3]};
+  });
+  m.def("_draws", [](std::uint64_t seed, std::uint64_t replica, std::uint64_t step, int purpose,
+                     const std::string& kind, Index count) {
+    Stream s = Key(seed).stream(replica, step, static_cast<Purpose>(purpose));
+    Vec<double> out(count);
+    for (Index i = 0; i < count; ++i) {
+      if (kind == "normal") out[i] = s.normal();
+      else if (kind == "uniform") out[i] = s.uniform();
+      else if (kind == "sign") out[i] = s.sign();
+      else if (kind == "raw") out[i] = static_cast<double>(s.next_u64() >> 11);
+      else throw std::invalid_argument("unknown kind");
+    }
+    return out;
+  });
+}

@@ -1,0 +1,115 @@
+// The update rules of a simulation, as plain configuration plus the per-step pieces they share:
+// which samples a step uses, the noise added to their labels, and the parameter update.
+//
+//   minibatch:  full (every sample), i.i.d. with replacement, or reshuffled epochs (without
+//               replacement within an epoch; the stream of permutations runs across steps)
+//   label noise: y_i + sigma * eps with eps gaussian N(0,1), uniform U(-sqrt3, sqrt3) or a random
+//               sign, drawn fresh for every label a step uses (so sigma is always the std. dev.)
+//   update:     g = grad L_batch + weight_decay * theta; heavy ball v = momentum * v + g;
+//               theta -= lr(step) * v; then parameter noise: theta += param_sigma * xi
+//               (isotropic Gaussian) or theta += sqrt(2 lr T) * xi (Langevin / SGLD, temperature T).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <vector>
+
+#include "loss.hpp"
+#include "rng.hpp"
+
+namespace implicitreg {
+
+enum class Sampling { full = 0, replacement = 1, epochs = 2 };
+enum class LabelNoise { none = 0, gaussian = 1, uniform = 2, sign = 3 };
+enum class ParamNoise { none = 0, gaussian = 1, langevin = 2 };
+
+struct DynamicsConfig {
+  double lr = 0.01;
+  // Piecewise-constant schedule: lr(step) = lr_values[k], k = number of boundaries <= step.
+  // Empty means the constant lr.
+  std::vector<std::int64_t> lr_boundaries;
+  std::vector<double> lr_values;
+  Sampling sampling = Sampling::full;
+  Index batch_size = 0;  // ignored for Sampling::full
+  LabelNoise label_noise = LabelNoise::none;
+  double sigma = 0.0;
+  ParamNoise param_noise = ParamNoise::none;
+  double param_sigma = 0.0;
+  double temperature = 0.0;
+  double momentum = 0.0;
+  double weight_decay = 0.0;
+  LossNorm loss;
+};
+
+// The learning rate of each step, advanced step by step without a search.
+class Schedule {
+ public:
+  Schedule(const DynamicsConfig& d, std::int64_t step) : d_(d) {
+    while (next_ < d_.lr_boundaries.size() && d_.lr_boundaries[next_] <= step) ++next_;
+  }
+  double at(std::int64_t step) {
+    if (d_.lr_values.empty()) return d_.lr;
+    while (next_ < d_.lr_boundaries.size() && d_.lr_boundaries[next_] <= step) ++next_;
+    return d_.lr_values[next_];
+  }
+
+ private:
+  const DynamicsConfig& d_;
+  std::size_t next_ = 0;
+};
+
+inline double draw_label_noise(LabelNoise kind, Stream& s) {
+  switch (kind) {
+    case LabelNoise::gaussian: return s.normal();
+    case LabelNoise::uniform: return 1.7320508075688772935 * (2.0 * s.uniform() - 1.0);
+    case LabelNoise::sign: return s.sign();
+    case LabelNoise::none: break;
+  }
+  return 0.0;
+}
+
+// Picks the sample indices of each step; holds the current epoch's permutation.
+class BatchSampler {
+ public:
+  BatchSampler(const DynamicsConfig& d, Index n) : d_(d), n_(n) {}
+
+  Index batch_size() const { return d_.sampling == Sampling::full ? n_ : d_.batch_size; }
+
+  void draw(const Key& key, std::uint64_t replica, std::int64_t step, std::vector<Index>& idx) {
+    const Index B = batch_size();
+    idx.resize(B);
+    if (d_.sampling == Sampling::full) {
+      std::iota(idx.begin(), idx.end(), Index(0));
+    } else if (d_.sampling == Sampling::replacement) {
+      Stream s = key.stream(replica, step, Purpose::batch);
+      for (Index j = 0; j < B; ++j) idx[j] = static_cast<Index>(s.below(n_));
+    } else {
+      // Position q in the endless stream of permutations: epoch q / n, slot q % n.
+      const std::int64_t first = step * static_cast<std::int64_t>(B);
+      for (Index j = 0; j < B; ++j) {
+        const std::int64_t q = first + j;
+        const std::int64_t epoch = q / n_;
+        if (epoch != perm_epoch_) make_permutation(key, replica, epoch);
+        idx[j] = perm_[q % n_];
+      }
+    }
+  }
+
+ private:
+  void make_permutation(const Key& key, std::uint64_t replica, std::int64_t epoch) {
+    perm_.resize(n_);
+    std::iota(perm_.begin(), perm_.end(), Index(0));
+    Stream s = key.stream(replica, static_cast<std::uint64_t>(epoch), Purpose::permutation);
+    for (Index i = n_ - 1; i > 0; --i) std::swap(perm_[i], perm_[s.below(i + 1)]);  // Fisher-Yates
+    perm_epoch_ = epoch;
+  }
+
+  const DynamicsConfig& d_;
+  Index n_;
+  std::vector<Index> perm_;
+  std::int64_t perm_epoch_ = -1;
+};
+
+}  // namespace implicitreg

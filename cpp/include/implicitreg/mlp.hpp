@@ -1,0 +1,190 @@
+// Multilayer perceptron with hand-coded per-sample backprop.
+//
+// Layers l = 0..L-1 map a_{l} (in_l) to a_{l+1} = act_l(W_l a_l + b_l) (out_l); the last layer's
+// activation is the output activation (identity by default). A batch is a row-major matrix with
+// one sample per row, so a layer computes Z = A W^T + 1 b^T as torch.nn.Linear does.
+//
+// Flat parameter layout (theta): for each layer in order, W_l row-major (out_l x in_l), then b_l
+// (out_l) if the layer has a bias: the order of torch's nn.Sequential.parameters().
+#pragma once
+
+#include <stdexcept>
+#include <vector>
+
+#include "activation.hpp"
+#include "config.hpp"
+
+namespace implicitreg {
+
+template <class T>
+class MLP {
+ public:
+  using Scalar = T;
+
+  struct Layer {
+    Index in, out;
+    Activation act;
+    bool bias;
+    Index w_offset, b_offset;  // b_offset = -1 without bias
+  };
+
+  // Buffers for one batch size; reused across calls so that a step allocates nothing.
+  struct Workspace {
+    Index rows = -1;
+    std::vector<RowMat<T>> Z, A, Delta;  // per layer: pre-activation, activation, d(.)/dZ
+    RowMat<T> D;                         // scratch for act'(Z)
+  };
+
+  MLP(const std::vector<Index>& sizes, const std::vector<Activation>& acts,
+      const std::vector<bool>& bias) {
+    if (sizes.size() < 2) throw std::invalid_argument("sizes needs at least input and output size");
+    const std::size_t L = sizes.size() - 1;
+    if (acts.size() != L || bias.size() != L)
+      throw std::invalid_argument("one activation and one bias flag per layer");
+    Index off = 0;
+    for (std::size_t l = 0; l < L; ++l) {
+      Layer layer{sizes[l], sizes[l + 1], acts[l], bias[l], off, -1};
+      if (layer.in < 1 || layer.out < 1) throw std::invalid_argument("layer sizes must be >= 1");
+      off += layer.in * layer.out;
+      if (layer.bias) {
+        layer.b_offset = off;
+        off += layer.out;
+      }
+      layers_.push_back(layer);
+    }
+    n_params_ = off;
+  }
+
+  Index n_params() const { return n_params_; }
+  Index n_in() const { return layers_.front().in; }
+  Index n_out() const { return layers_.back().out; }
+  const std::vector<Layer>& layers() const { return layers_; }
+
+  void prepare(Workspace& ws, Index rows) const {
+    if (ws.rows == rows) return;
+    const std::size_t L = layers_.size();
+    ws.Z.resize(L);
+    ws.A.resize(L);
+    ws.Delta.resize(L);
+    for (std::size_t l = 0; l < L; ++l) {
+      ws.Z[l].resize(rows, layers_[l].out);
+      ws.A[l].resize(rows, layers_[l].out);
+      ws.Delta[l].resize(rows, layers_[l].out);
+    }
+    ws.rows = rows;
+  }
+
+  // Outputs of the last forward pass, (rows x n_out).
+  const RowMat<T>& outputs(const Workspace& ws) const { return ws.A.back(); }
+
+  void forward(const T* theta, const MatRef<T>& X, Workspace& ws) const {
+    prepare(ws, X.rows());
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      const Layer& ly = layers_[l];
+      ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
+      RowMat<T>& Z = ws.Z[l];
+      if (l == 0)
+        Z.noalias() = X * W.transpose();
+      else
+        Z.noalias() = ws.A[l - 1] * W.transpose();
+      if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
+      apply_activation<T>(ly.act, Z, ws.A[l]);
+    }
+  }
+
+  // Seeds the backward pass: Delta_last = dF (d loss / d outputs) times act'_last(Z_last).
+  template <class DF>
+  void seed_output(const DF& dF, Workspace& ws) const {
+    const std::size_t last = layers_.size() - 1;
+    if (layers_[last].act == Activation::identity) {
+      ws.Delta[last] = dF;
+    } else {
+      ws.D.resize(ws.Z[last].rows(), ws.Z[last].cols());
+      activation_derivative<T>(layers_[last].act, ws.Z[last], ws.A[last], ws.D);
+      ws.Delta[last] = dF.cwiseProduct(ws.D);
+    }
+  }
+
+  // Delta_{l-1} = (Delta_l W_l) * act'_{l-1}(Z_{l-1}), elementwise.
+  void propagate(const T* theta, std::size_t l, Workspace& ws) const {
+    const Layer& ly = layers_[l];
+    ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
+    RowMat<T>& prev = ws.Delta[l - 1];
+    prev.noalias() = ws.Delta[l] * W;
+    const Activation act = layers_[l - 1].act;
+    if (act == Activation::relu) {
+      prev = (ws.Z[l - 1].array() > T(0)).select(prev, T(0));
+    } else if (act != Activation::identity) {
+      ws.D.resize(prev.rows(), prev.cols());
+      activation_derivative<T>(act, ws.Z[l - 1], ws.A[l - 1], ws.D);
+      prev.array() *= ws.D.array();
+    }
+  }
+
+  // grad = sum over rows of d(<Delta_seed, F>)/d theta, after forward() and seed_output().
+  void backward(const T* theta, const MatRef<T>& X, Workspace& ws, T* grad) const {
+    for (std::size_t l = layers_.size(); l-- > 0;) {
+      const Layer& ly = layers_[l];
+      MatMap<T> gW(grad + ly.w_offset, ly.out, ly.in);
+      if (l == 0)
+        gW.noalias() = ws.Delta[0].transpose() * X;
+      else
+        gW.noalias() = ws.Delta[l].transpose() * ws.A[l - 1];
+      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
+      if (l > 0) propagate(theta, l, ws);
+    }
+  }
+
+  // Per-sample R_i = sum_o ||d f_o(x_i)/d theta||^2 added into r (n), by the per-layer norm trick
+  // ||grad_{W_l} f||^2 + ||grad_{b_l} f||^2 = (||a_{l-1}||^2 + 1[bias]) ||delta_l||^2: no Jacobian.
+  // Requires forward().
+  void add_regularizer(const T* theta, const MatRef<T>& X, Workspace& ws, Vec<T>& r) const {
+    const std::size_t last = layers_.size() - 1;
+    const Index n = X.rows();
+    RowMat<T> seed = RowMat<T>::Zero(n, n_out());
+    for (Index o = 0; o < n_out(); ++o) {
+      seed.setZero();
+      seed.col(o).setOnes();
+      seed_output(seed, ws);
+      for (std::size_t l = last + 1; l-- > 0;) {
+        const Layer& ly = layers_[l];
+        Vec<T> in_sq = (l == 0) ? Vec<T>(X.rowwise().squaredNorm())
+                                : Vec<T>(ws.A[l - 1].rowwise().squaredNorm());
+        if (ly.bias) in_sq.array() += T(1);
+        r.array() += in_sq.array() * ws.Delta[l].rowwise().squaredNorm().array();
+        if (l > 0) propagate(theta, l, ws);
+      }
+    }
+  }
+
+  // Per-sample Jacobian J (n*out x p), row i*out + o = d f_o(x_i) / d theta. Requires forward().
+  void jacobian(const T* theta, const MatRef<T>& X, Workspace& ws, MatMap<T>& J) const {
+    const std::size_t last = layers_.size() - 1;
+    const Index n = X.rows(), out = n_out();
+    RowMat<T> seed = RowMat<T>::Zero(n, out);
+    for (Index o = 0; o < out; ++o) {
+      seed.setZero();
+      seed.col(o).setOnes();
+      seed_output(seed, ws);
+      for (std::size_t l = last + 1; l-- > 0;) {
+        const Layer& ly = layers_[l];
+        for (Index i = 0; i < n; ++i) {
+          T* row = J.row(i * out + o).data();
+          MatMap<T> gW(row + ly.w_offset, ly.out, ly.in);
+          if (l == 0)
+            gW.noalias() = ws.Delta[0].row(i).transpose() * X.row(i);
+          else
+            gW.noalias() = ws.Delta[l].row(i).transpose() * ws.A[l - 1].row(i);
+          if (ly.bias) VecMap<T>(row + ly.b_offset, ly.out) = ws.Delta[l].row(i).transpose();
+        }
+        if (l > 0) propagate(theta, l, ws);
+      }
+    }
+  }
+
+ private:
+  std::vector<Layer> layers_;
+  Index n_params_ = 0;
+};
+
+}  // namespace implicitreg

@@ -1,0 +1,257 @@
+// The long-horizon run engine: R independent replicas of one dynamics, advanced in chunks
+// (run(k) does k steps of every replica, OpenMP across replicas, nothing parallel inside a step).
+// Every random number is keyed by (seed, replica, step, purpose), so the result is the same on
+// any thread count and after a resume from the state this class exposes.
+//
+// Records: scalars every `record_every` steps at steps 0, k, 2k, ... (clean full-data loss, R,
+// ||grad L||^2, ||theta||, ||theta - reference||), parameter snapshots every `snapshot_every`
+// steps, model outputs on probe inputs every `probe_every` steps, and Welford moments of theta
+// over the steps after `burn_in`. A replica whose parameters become non-finite, or whose
+// recorded loss exceeds `divergence_bound`, stops; `diverged_at` holds that step (-1 if none).
+#pragma once
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "dynamics.hpp"
+#include "objective.hpp"
+
+#ifdef IMPLICITREG_HAS_OPENMP
+#include <omp.h>
+#endif
+
+namespace implicitreg {
+
+enum class Record { loss = 0, regularizer = 1, grad_norm2 = 2, param_norm = 3, distance = 4 };
+
+struct RunSpec {
+  std::int64_t total_steps = 0;
+  std::int64_t record_every = 1;
+  std::vector<Record> records;
+  std::uint64_t seed = 0;
+  std::int64_t snapshot_every = 0;  // 0: no snapshots
+  std::int64_t probe_every = 0;     // 0: no probe outputs
+  bool moments = false;
+  bool moments_diagonal = false;
+  std::int64_t burn_in = 0;
+  double divergence_bound = std::numeric_limits<double>::infinity();
+};
+
+inline std::int64_t n_marks(std::int64_t total, std::int64_t every) {
+  return every > 0 ? total / every + 1 : 0;
+}
+
+template <class Model>
+class Simulation {
+ public:
+  using T = ScalarOf<Model>;
+
+  Simulation(Model model, RowMat<T> X, RowMat<T> Y, DynamicsConfig dyn, RunSpec spec,
+             const RowMat<T>& theta0, RowMat<T> probes, Vec<T> reference)
+      : model_(std::move(model)),
+        X_(std::move(X)),
+        Y_(std::move(Y)),
+        dyn_(std::move(dyn)),
+        spec_(std::move(spec)),
+        key_(spec_.seed),
+        probes_(std::move(probes)),
+        reference_(std::move(reference)) {
+    theta_ = theta0;
+    diverged_at_.assign(theta0.rows(), -1);
+    const Index R = theta0.rows(), p = model_.n_params();
+    if (dyn_.momentum != 0.0) velocity_ = RowMat<T>::Zero(R, p);
+    const std::int64_t nrec = n_marks(spec_.total_steps, spec_.record_every);
+    traces_.assign(spec_.records.size() * R * nrec, std::numeric_limits<double>::quiet_NaN());
+    snapshots_.assign(n_marks(spec_.total_steps, spec_.snapshot_every) * R * p,
+                      std::numeric_limits<T>::quiet_NaN());
+    probe_out_.assign(n_marks(spec_.total_steps, spec_.probe_every) * R * probes_.rows() *
+                          model_.n_out(),
+                      std::numeric_limits<T>::quiet_NaN());
+    if (spec_.moments) {
+      moment_count_.assign(R, 0);
+      moment_mean_ = RowMat<double>::Zero(R, p);
+      moment_m2_.assign(R * (spec_.moments_diagonal ? p : p * p), 0.0);
+    }
+    work_.resize(R);
+    for (Index r = 0; r < R; ++r) observe(r, 0, theta_.row(r).data());
+  }
+
+  // Advance every live replica by up to n steps (never past total_steps).
+  void run(std::int64_t n, int threads) {
+    const std::int64_t begin = step_, end = std::min(step_ + n, spec_.total_steps);
+    const Index R = theta_.rows();
+#ifdef IMPLICITREG_HAS_OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+#endif
+    for (Index r = 0; r < R; ++r) run_replica(r, begin, end);
+    (void)threads;
+    step_ = end;
+  }
+
+  const Model& model() const { return model_; }
+  const RunSpec& spec() const { return spec_; }
+  std::int64_t step() const { return step_; }
+  Index replicas() const { return theta_.rows(); }
+
+  // State, exposed for checkpoints and results.
+  std::int64_t step_ = 0;
+  RowMat<T> theta_, velocity_;
+  std::vector<std::int64_t> diverged_at_;
+  std::vector<double> traces_;  // (records kinds, replicas, marks)
+  std::vector<T> snapshots_;    // (marks, replicas, p)
+  std::vector<T> probe_out_;    // (marks, replicas, probes, out)
+  std::vector<std::int64_t> moment_count_;
+  RowMat<double> moment_mean_;
+  std::vector<double> moment_m2_;  // (replicas, p, p) or (replicas, p)
+
+ private:
+  struct ReplicaWork {
+    typename Model::Workspace step_ws, eval_ws;
+    std::vector<Index> idx;
+    RowMat<T> Xb, Yb;
+    Vec<T> theta, velocity, grad;
+  };
+
+  void run_replica(Index r, std::int64_t begin, std::int64_t end) {
+    if (diverged_at_[r] >= 0 || begin >= end) return;
+    const Index p = model_.n_params(), n = X_.rows(), out = model_.n_out();
+    ReplicaWork& w = work_[r];
+    // Local copies: replicas in adjacent rows must not share cache lines while stepping.
+    w.theta = theta_.row(r).transpose();
+    if (dyn_.momentum != 0.0) w.velocity = velocity_.row(r).transpose();
+    w.grad.resize(p);
+    BatchSampler sampler(dyn_, n);
+    Schedule schedule(dyn_, begin);
+    const Index B = sampler.batch_size();
+    const bool full = dyn_.sampling == Sampling::full;
+    const double c = dyn_.loss.scale(B);
+    w.Xb.resize(B, X_.cols());
+    w.Yb.resize(B, out);
+    for (std::int64_t s = begin; s < end; ++s) {
+      if (!full) {
+        sampler.draw(key_, r, s, w.idx);
+        for (Index j = 0; j < B; ++j) {
+          w.Xb.row(j) = X_.row(w.idx[j]);
+          w.Yb.row(j) = Y_.row(w.idx[j]);
+        }
+      } else {
+        w.Yb = Y_;
+      }
+      if (dyn_.label_noise != LabelNoise::none) {
+        Stream noise = key_.stream(r, s, Purpose::label_noise);
+        for (Index j = 0; j < B; ++j)
+          for (Index o = 0; o < out; ++o)
+            w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
+      }
+      const MatRef<T> Xb = full ? MatRef<T>(X_) : MatRef<T>(w.Xb);
+      model_.forward(w.theta.data(), Xb, w.step_ws);
+      w.Yb = static_cast<T>(2 * c) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
+      model_.seed_output(w.Yb, w.step_ws);
+      model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
+      update(w, schedule.at(s), r, s);
+      if (!std::isfinite(static_cast<double>(w.theta.sum()))) {
+        diverged_at_[r] = s + 1;
+        break;
+      }
+      if (!observe(r, s + 1, w.theta.data())) break;
+    }
+    theta_.row(r) = w.theta.transpose();
+    if (dyn_.momentum != 0.0) velocity_.row(r) = w.velocity.transpose();
+  }
+
+  void update(ReplicaWork& w, double lr, Index r, std::int64_t s) {
+    const T lr_t = static_cast<T>(lr);
+    if (dyn_.weight_decay != 0.0) w.grad += static_cast<T>(dyn_.weight_decay) * w.theta;
+    if (dyn_.momentum != 0.0) {
+      w.velocity = static_cast<T>(dyn_.momentum) * w.velocity + w.grad;
+      w.theta -= lr_t * w.velocity;
+    } else {
+      w.theta -= lr_t * w.grad;
+    }
+    if (dyn_.param_noise != ParamNoise::none) {
+      const double scale = dyn_.param_noise == ParamNoise::gaussian
+                               ? dyn_.param_sigma
+                               : std::sqrt(2.0 * lr * dyn_.temperature);
+      Stream noise = key_.stream(r, s, Purpose::param_noise);
+      for (Index k = 0; k < w.theta.size(); ++k) w.theta[k] += static_cast<T>(scale * noise.normal());
+    }
+  }
+
+  // Records whatever falls due at `step` for parameters `th`. False if the replica diverged.
+  bool observe(Index r, std::int64_t step, const T* th) {
+    const Index R = theta_.rows(), p = model_.n_params();
+    ReplicaWork& w = work_[r];
+    if (spec_.record_every > 0 && step % spec_.record_every == 0 && !spec_.records.empty()) {
+      const std::int64_t nrec = n_marks(spec_.total_steps, spec_.record_every);
+      const std::int64_t m = step / spec_.record_every;
+      for (std::size_t k = 0; k < spec_.records.size(); ++k) {
+        const double v = scalar(spec_.records[k], th, w);
+        traces_[(k * R + r) * nrec + m] = v;
+        if (spec_.records[k] == Record::loss && !(v <= spec_.divergence_bound)) {
+          diverged_at_[r] = step;
+          return false;
+        }
+      }
+    }
+    if (spec_.snapshot_every > 0 && step % spec_.snapshot_every == 0) {
+      const std::int64_t m = step / spec_.snapshot_every;
+      std::copy(th, th + p, snapshots_.begin() + (m * R + r) * p);
+    }
+    if (spec_.probe_every > 0 && step % spec_.probe_every == 0 && probes_.rows() > 0) {
+      const std::int64_t m = step / spec_.probe_every;
+      const Index block = probes_.rows() * model_.n_out();
+      model_.forward(th, probes_, w.eval_ws);
+      const RowMat<T>& F = model_.outputs(w.eval_ws);
+      std::copy(F.data(), F.data() + block, probe_out_.begin() + (m * R + r) * block);
+    }
+    if (spec_.moments && step > spec_.burn_in) accumulate_moments(r, th);
+    return true;
+  }
+
+  double scalar(Record kind, const T* th, ReplicaWork& w) {
+    const Index p = model_.n_params();
+    switch (kind) {
+      case Record::loss: return loss_value(model_, th, X_, Y_, dyn_.loss, w.eval_ws);
+      case Record::regularizer:
+        return static_cast<double>(regularizer_per_sample(model_, th, X_, w.eval_ws).sum());
+      case Record::grad_norm2: {
+        Vec<T> g(p);
+        loss_and_grad(model_, th, X_, Y_, dyn_.loss, w.eval_ws, g.data());
+        return static_cast<double>(g.squaredNorm());
+      }
+      case Record::param_norm: return static_cast<double>(ConstVecMap<T>(th, p).norm());
+      case Record::distance: return static_cast<double>((ConstVecMap<T>(th, p) - reference_).norm());
+    }
+    return 0.0;
+  }
+
+  // Welford's update of the mean and the (co)variance sums, in double.
+  void accumulate_moments(Index r, const T* th) {
+    const Index p = model_.n_params();
+    const double count = static_cast<double>(++moment_count_[r]);
+    Eigen::Map<Eigen::RowVectorXd> mean(moment_mean_.row(r).data(), p);
+    const Eigen::RowVectorXd x = ConstVecMap<T>(th, p).template cast<double>().transpose();
+    const Eigen::RowVectorXd delta = x - mean;
+    mean += delta / count;
+    const Eigen::RowVectorXd delta2 = x - mean;
+    if (spec_.moments_diagonal) {
+      Eigen::Map<Eigen::RowVectorXd> m2(moment_m2_.data() + r * p, p);
+      m2.array() += delta.array() * delta2.array();
+    } else {
+      Eigen::Map<RowMat<double>> m2(moment_m2_.data() + r * p * p, p, p);
+      m2.noalias() += delta.transpose() * delta2;
+    }
+  }
+
+  Model model_;
+  RowMat<T> X_, Y_;
+  DynamicsConfig dyn_;
+  RunSpec spec_;
+  Key key_;
+  RowMat<T> probes_;
+  Vec<T> reference_;
+  std::vector<ReplicaWork> work_;
+};
+
+}  // namespace implicitreg
