@@ -7,9 +7,8 @@ with seed 0, 1, 2, ... so that the noise stream is not replayed.
 
 from __future__ import annotations
 
-import numpy as np
-
 import implicitreg as ir
+import numpy as np
 import workloads
 from harness import Runner, measure, options
 
@@ -24,8 +23,19 @@ def mlp_runner(wl: workloads.Workload, threads: int = 1, trace: list | None = No
     trace = [] if trace is None else trace
 
     def run(n: int) -> None:
-        res = ir.simulate(net, state["theta"], X, y, dyn, steps=n, record_every=n,
-                          record=("loss",), seed=state["seed"], threads=threads, progress=False)
+        res = ir.simulate(
+            net,
+            state["theta"],
+            X,
+            y,
+            dyn,
+            steps=n,
+            record_every=n,
+            record=("loss",),
+            seed=state["seed"],
+            threads=threads,
+            progress=False,
+        )
         state["theta"] = np.ascontiguousarray(res.theta[0])
         state["seed"] += 1
         trace.append((float(res.trace["loss"][0, 0]), float(res.trace["loss"][0, -1])))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 import workloads
 from harness import Runner, measure, options
 
@@ -56,8 +55,9 @@ def mlp_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
     def many(carry, n):
         return jax.lax.scan(step, carry, None, length=n)[0]
 
-    state = {"carry": ([(jnp.asarray(W), jnp.asarray(b)) for W, b in wl.layers],
-                       jax.random.key(seed))}
+    state = {
+        "carry": ([(jnp.asarray(W), jnp.asarray(b)) for W, b in wl.layers], jax.random.key(seed))
+    }
     compiled: dict[int, object] = {}
 
     def prepare(n: int) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 import workloads
 from harness import Runner, measure, options
 
@@ -96,8 +95,11 @@ def shallow_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
 
 def _time(name: str, dtype: str, **kw) -> dict:
     wl = workloads.get(name, dtype)
-    runner = shallow_runner(wl) if wl.sizes[0] == wl.sizes[-1] == 1 and len(wl.sizes) == 3 else (
-        mlp_runner(wl))
+    runner = (
+        shallow_runner(wl)
+        if wl.sizes[0] == wl.sizes[-1] == 1 and len(wl.sizes) == 3
+        else (mlp_runner(wl))
+    )
     return measure(runner, **options(name, **kw))
 
 

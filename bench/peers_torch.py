@@ -6,11 +6,10 @@ Both do one Python step at a time (``torch.set_num_threads`` is the caller's: ru
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.func import functional_call, grad
-
 import workloads
 from harness import Runner, measure, options
+from torch import nn
+from torch.func import functional_call, grad
 
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh}
 

@@ -7,6 +7,7 @@ other dtypes cast these float64 arrays (:meth:`Workload.cast`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -94,7 +95,7 @@ def _w2_layers(seed: int) -> Layers:
     sizes = [20, 256, 256, 1]
     return [
         (rng.standard_normal((o, i)) / np.sqrt(i), np.zeros(o))
-        for i, o in zip(sizes[:-1], sizes[1:], strict=True)
+        for i, o in itertools.pairwise(sizes)
     ]
 
 
