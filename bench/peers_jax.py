@@ -16,17 +16,25 @@ jax.config.update("jax_enable_x64", True)
 _ACT = {"relu": jax.nn.relu, "tanh": jnp.tanh}  # jax.nn.relu has derivative 0 at 0
 
 
-def _forward(params, X, act):
-    h = X
-    for k, (W, b) in enumerate(params):
-        h = h @ W.T + b
-        if k < len(params) - 1:
-            h = act(h)
-    return h[:, 0]
-
-
-def mlp_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
+def _model(wl: workloads.Workload):
+    """(initial parameters, forward(params, inputs) -> (batch,)) of the workload."""
+    if wl.name == "W3":
+        return jnp.asarray(wl.extra["U0"]), lambda U, A: A @ (U @ U.T).reshape(-1)
     act = _ACT[wl.activation]
+
+    def forward(params, X):
+        h = X
+        for k, (W, b) in enumerate(params):
+            h = h @ W.T + b
+            if k < len(params) - 1:
+                h = act(h)
+        return h[:, 0]
+
+    return [(jnp.asarray(W), jnp.asarray(b)) for W, b in wl.layers], forward
+
+
+def runner(wl: workloads.Workload, seed: int = 0) -> Runner:
+    params0, forward = _model(wl)
     X, y = jnp.asarray(wl.X), jnp.asarray(wl.y)
     dt = X.dtype
     full = wl.batch_size == "full"
@@ -34,7 +42,7 @@ def mlp_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
     lr, sigma = wl.lr, wl.sigma
 
     def batch_loss(params, xb, yt):
-        r = _forward(params, xb, act) - yt
+        r = forward(params, xb) - yt
         return 0.5 * jnp.mean(r * r)
 
     g_fn = jax.grad(batch_loss)
@@ -55,9 +63,7 @@ def mlp_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
     def many(carry, n):
         return jax.lax.scan(step, carry, None, length=n)[0]
 
-    state = {
-        "carry": ([(jnp.asarray(W), jnp.asarray(b)) for W, b in wl.layers], jax.random.key(seed))
-    }
+    state = {"carry": (params0, jax.random.key(seed))}
     compiled: dict[int, object] = {}
 
     def prepare(n: int) -> None:
@@ -78,7 +84,7 @@ def mlp_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
 
 
 def _time(name: str, dtype: str, **kw) -> dict:
-    return measure(mlp_runner(workloads.get(name, dtype)), **options(name, **kw))
+    return measure(runner(workloads.get(name, dtype)), **options(name, **kw))
 
 
 def time_jax_W1(dtype: str = "float64", **kw) -> dict:
@@ -91,3 +97,7 @@ def time_jax_W1b(dtype: str = "float64", **kw) -> dict:
 
 def time_jax_W2(dtype: str = "float64", **kw) -> dict:
     return _time("W2", dtype, **kw)
+
+
+def time_jax_W3(dtype: str = "float64", **kw) -> dict:
+    return _time("W3", dtype, **kw)

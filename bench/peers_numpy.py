@@ -93,13 +93,31 @@ def shallow_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
     return Runner(run, lambda: workloads.clean_loss(layers, wl.X, y, "relu"))
 
 
+def sensing_runner(wl: workloads.Workload, seed: int = 0) -> Runner:
+    """W3: ``grad_U L = (2/n) (sum_i r_i A_i) U`` with A stored as an (n, d*d) matrix."""
+    A, y, U, dt = wl.X, wl.y, wl.extra["U0"].copy(), wl.X.dtype
+    n, d = wl.n, wl.extra["U0"].shape[0]
+    rng = np.random.default_rng(seed)
+    scale = 2.0 * wl.lr / n
+
+    def run(nsteps: int) -> None:
+        nonlocal U  # updated in place
+        eps = (wl.sigma * rng.standard_normal((nsteps, n))).astype(dt)
+        for s in range(nsteps):
+            r = A @ (U @ U.T).ravel() - (y + eps[s])
+            U -= scale * ((r @ A).reshape(d, d) @ U)
+
+    def loss() -> float:
+        r = A @ (U @ U.T).ravel() - y
+        return float(0.5 * np.mean(r * r))
+
+    return Runner(run, loss)
+
+
 def _time(name: str, dtype: str, **kw) -> dict:
     wl = workloads.get(name, dtype)
-    runner = (
-        shallow_runner(wl)
-        if wl.sizes[0] == wl.sizes[-1] == 1 and len(wl.sizes) == 3
-        else (mlp_runner(wl))
-    )
+    make = {"W1": shallow_runner, "W1b": shallow_runner, "W3": sensing_runner}.get(name, mlp_runner)
+    runner = make(wl)
     return measure(runner, **options(name, **kw))
 
 
@@ -113,3 +131,7 @@ def time_numpy_W1b(dtype: str = "float64", **kw) -> dict:
 
 def time_numpy_W2(dtype: str = "float64", **kw) -> dict:
     return _time("W2", dtype, **kw)
+
+
+def time_numpy_W3(dtype: str = "float64", **kw) -> dict:
+    return _time("W3", dtype, **kw)

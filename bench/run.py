@@ -1,7 +1,8 @@
 """Benchmark implicitreg against its peers on the anchor workloads (see bench/README.md).
 
     python bench/run.py [--quick] [--workloads W1,W1b,W2] [--dtypes float64,float32]
-                        [--peers implicitreg,numpy,torch,torch_func,jax] [--json out.json]
+                        [--peers implicitreg,numpy,torch,torch_func,torch_compile,jax]
+                        [--json out.json] [--repeats N]
                         [--threads 1]
 
 The thread environment and CPU affinity are set before numpy, torch or jax is imported, so this
@@ -25,8 +26,10 @@ PEERS = {  # peer name -> module holding time_<peer>_<workload>(dtype, **opts)
     "numpy": "peers_numpy",
     "torch": "peers_torch",
     "torch_func": "peers_torch",
+    "torch_compile": "peers_torch",
     "jax": "peers_jax",
 }
+SLOW_PEERS = {"torch_compile"}  # left out of --quick unless named in --peers (compiles ~20 s each)
 WORKLOADS = ["W1", "W1b", "W2"]
 QUICK = {  # shorter repeats for --quick (the full run uses harness.DEFAULTS, 5 repeats)
     "W1": {"min_steps": 2_000, "seconds": 0.2, "repeats": 3},
@@ -54,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="short repeats (about 2 minutes)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--dtypes", default="float64,float32")
-    ap.add_argument("--peers", default=",".join(PEERS))
+    ap.add_argument("--peers", help=f"comma-separated subset of {','.join(PEERS)} (default: all)")
     ap.add_argument("--json", help="write all results to this JSON file")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, help="override the number of repeats")
@@ -125,14 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import workloads
 
-    names = [p for p in args.peers.split(",") if p]
+    if args.peers:
+        names = [p for p in args.peers.split(",") if p]
+    else:
+        names = [p for p in PEERS if not (args.quick and p in SLOW_PEERS)]
     unknown = [p for p in names if p not in PEERS]
     if unknown:
         sys.exit(f"unknown peer(s) {unknown}; choose from {list(PEERS)}")
     mods, skipped = load_peers(names, args.threads)
     for name, why in skipped.items():
         print(f"skipping {name}: {why}", file=sys.stderr)
-    peers = [p for p in names if p in mods]
+    peers = sorted((p for p in names if p in mods), key=lambda p: p != "implicitreg")
 
     rows = []
     t_start = time.perf_counter()

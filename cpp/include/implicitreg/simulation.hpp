@@ -188,7 +188,7 @@ class Simulation {
       for (std::size_t k = 0; k < spec_.records.size(); ++k) {
         const double v = scalar(spec_.records[k], th, w);
         traces_[(k * R + r) * nrec + m] = v;
-        if (spec_.records[k] == Record::loss && !(v <= spec_.divergence_bound)) {
+        if (spec_.records[k] == Record::loss && !(std::isfinite(v) && v <= spec_.divergence_bound)) {
           diverged_at_[r] = step;
           return false;
         }

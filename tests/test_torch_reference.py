@@ -1,0 +1,411 @@
+"""implicitreg against an independent PyTorch (torch.func) reference.
+
+For a fixed, seeded set of random MLPs (depth 0-4 hidden layers, widths 1-64, every activation,
+bias on/off or per layer, 1-3 outputs, output activations, batch 1-7) the equivalent
+``nn.Sequential`` is built from ``net.unflatten(theta)`` (tests/_torch_ref.py) and compared on:
+outputs, per-sample Jacobians (``vmap(jacrev)``), loss and gradient (``torch.func.grad``) for each
+normalization, and R = sum of squared per-sample gradient norms (total and per sample).
+
+Tolerances (max-norm relative: |a - b| <= rtol * max|b|): float64 RTOL64 = 1e-10 (both sides
+are exact up to round-off of order 1e-14 relative for these sizes); ReLU inputs keep every
+nonzero pre-activation at least RELU_MARGIN from the kink, so both sides use the same activation
+pattern and agree to round-off. float32: FLOAT32_RTOL = 1e-4, about 1e3 float32 unit roundoffs,
+for two independent float32 evaluations.
+
+Second-order functions (hvp, hessian, regularizer_grad, ntk) are tested in the marked section at
+the end and skipped while implicitreg lacks them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import implicitreg as ir
+
+
+def _load_helper():
+    # The tests run with --import-mode=importlib, so sibling modules are not importable by name.
+    name = "_implicitreg_torch_ref"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("_torch_ref.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_ref = _load_helper()
+TorchReference = _ref.TorchReference
+NORMALIZATIONS = _ref.NORMALIZATIONS
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
+RTOL64 = 1e-10
+FLOAT32_RTOL = 1e-4
+RELU_MARGIN = 1e-4
+MAX_P_HESSIAN = 2000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _single_threaded_torch():
+    """The reference computations are tiny; torch's intra-op threads alternating with
+    implicitreg's OpenMP threads slowed this module ~30x on a 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# --------------------------------------------------------------------------------------------
+# Architectures
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arch:
+    index: int
+    sizes: tuple[int, ...]
+    activation: str | tuple[str, ...]
+    bias: bool | tuple[bool, ...]
+    output_activation: str
+    n: int
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.sizes) - 1
+
+    @property
+    def layer_acts(self) -> list[str]:
+        return _ref.layer_activations(self.n_layers, self.activation, self.output_activation)
+
+    @property
+    def layer_bias(self) -> list[bool]:
+        if isinstance(self.bias, bool):
+            return [self.bias] * self.n_layers
+        return list(self.bias)
+
+    @property
+    def n_params(self) -> int:
+        return sum(
+            o * i + (o if b else 0)
+            for i, o, b in zip(self.sizes[:-1], self.sizes[1:], self.layer_bias, strict=True)
+        )
+
+    @property
+    def id(self) -> str:
+        act = self.activation if isinstance(self.activation, str) else "-".join(self.activation)
+        if isinstance(self.bias, bool):
+            bias = "b" if self.bias else "nob"
+        else:
+            bias = "b" + "".join("1" if b else "0" for b in self.bias)
+        out = "" if self.output_activation == "identity" else f"-out_{self.output_activation}"
+        return f"t{self.index:02d}-{'x'.join(map(str, self.sizes))}-{act}-{bias}{out}-n{self.n}"
+
+    def build(self):
+        kwargs = {}
+        if self.output_activation != "identity":
+            kwargs["output_activation"] = self.output_activation
+        activation = self.activation if isinstance(self.activation, str) else list(self.activation)
+        bias = self.bias if isinstance(self.bias, bool) else list(self.bias)
+        return ir.MLP(sizes=list(self.sizes), activation=activation, bias=bias, **kwargs)
+
+
+def _width(rng: np.random.Generator) -> int:
+    """Log-uniform integer in [1, 64]."""
+    return int(np.clip(np.rint(np.exp(rng.uniform(0.0, np.log(64.0)))), 1, 64))
+
+
+def make_architectures(count: int = 40, seed: int = 777_001) -> list[Arch]:
+    """The first 25 cover every (activation, depth) pair; the rest mix per-layer activations,
+    per-layer biases and output activations. Some force all hidden widths to 1 or 64."""
+    rng = np.random.default_rng(seed)
+    archs = []
+    for k in range(count):
+        depth = k % 5
+        n_in, n_out = _width(rng), int(rng.integers(1, 4))
+        hidden = [_width(rng) for _ in range(depth)]
+        if k % 8 == 6:
+            hidden = [1] * depth
+        elif k % 8 == 2:
+            hidden = [64] * depth
+        activation: str | tuple[str, ...]
+        bias: bool | tuple[bool, ...]
+        output_activation = "identity"
+        if k < 25:
+            activation = ACTIVATIONS[k // 5]
+            bias = bool(k % 2 == 0) if k < 10 else bool(rng.random() < 0.5)
+        else:
+            activation = ACTIVATIONS[int(rng.integers(5))]
+            if depth >= 2 and rng.random() < 0.5:
+                activation = tuple(ACTIVATIONS[int(i)] for i in rng.integers(0, 5, size=depth))
+            bias = bool(rng.random() < 0.5)
+            if rng.random() < 0.4:
+                bias = tuple(bool(b) for b in rng.random(depth + 1) < 0.5)
+            if rng.random() < 0.4:
+                output_activation = ACTIVATIONS[int(rng.integers(5))]
+        n = 1 if k % 10 == 0 else 7 if k % 10 == 1 else int(rng.integers(1, 8))
+        archs.append(Arch(k, (n_in, *hidden, n_out), activation, bias, output_activation, n))
+    return archs
+
+
+ARCHS = make_architectures()
+ARCH_PARAMS = [pytest.param(a, id=a.id) for a in ARCHS]
+
+
+def test_architecture_set_covers_the_grid():
+    assert {(a.layer_acts[0], a.n_layers - 1) for a in ARCHS if a.n_layers > 1} >= {
+        (act, d) for act in ACTIVATIONS for d in range(1, 5)
+    }
+    used = {(act, b) for a in ARCHS for act, b in zip(a.layer_acts, a.layer_bias, strict=True)}
+    assert used >= {(act, b) for act in ACTIVATIONS for b in (True, False)}
+    widths = {w for a in ARCHS for w in a.sizes[1:-1]}
+    assert {1, 64} <= widths and max(widths) <= 64
+    assert {a.sizes[-1] for a in ARCHS} == {1, 2, 3}
+    assert {a.n for a in ARCHS} == set(range(1, 8))
+
+
+# --------------------------------------------------------------------------------------------
+# Cases
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    arch: Arch
+    net: object
+    theta: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    ref: TorchReference
+
+
+def _relu_margin(ref: TorchReference, X: np.ndarray) -> float:
+    """Smallest nonzero |z| over relu pre-activations (exact zeros come from an all-zero input
+    row in a layer without bias; z is then identically 0 nearby, not at a kink)."""
+    vals = [
+        np.abs(z[z != 0])
+        for z, act in zip(ref.preactivations(X), ref.acts, strict=True)
+        if act == "relu"
+    ]
+    vals = [v for v in vals if v.size]
+    return float(min(v.min() for v in vals)) if vals else np.inf
+
+
+@functools.cache
+def _case(index: int) -> Case:
+    arch = ARCHS[index]
+    rng = np.random.default_rng(50_000 + index)
+    parts = []
+    for i, o, has_b in zip(arch.sizes[:-1], arch.sizes[1:], arch.layer_bias, strict=True):
+        W = rng.normal(0.0, 1.5 / np.sqrt(i), size=(o, i))
+        parts.append((W, rng.normal(0.0, 0.3, size=o) if has_b else None))
+    net = arch.build()
+    theta = np.asarray(net.flatten(parts), dtype=np.float64)
+    ref = TorchReference(net, theta, arch.activation, arch.output_activation)
+    for _ in range(500):
+        X = rng.standard_normal((arch.n, arch.sizes[0]))
+        if _relu_margin(ref, X) >= RELU_MARGIN:
+            break
+    else:  # pragma: no cover - depends only on the fixed seeds
+        raise RuntimeError(f"could not draw kink-free inputs for {arch.id}")
+    n_out = arch.sizes[-1]
+    y = rng.standard_normal(arch.n) if n_out == 1 else rng.standard_normal((arch.n, n_out))
+    return Case(arch, net, theta, X, y, ref)
+
+
+def case_for(arch: Arch) -> Case:
+    c = _case(arch.index)
+    return Case(c.arch, c.net, c.theta.copy(), c.X.copy(), c.y.copy(), c.ref)
+
+
+def assert_scaled_close(actual, expected, rtol: float, what: str) -> None:
+    """Max-norm relative agreement: |actual - expected| <= rtol * max|expected| elementwise."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    scale = float(np.max(np.abs(expected), initial=0.0))
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=rtol * scale + 1e-300, err_msg=what)
+
+
+# --------------------------------------------------------------------------------------------
+# First order, float64
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_flat_layout_is_torch_parameter_order(arch: Arch):
+    c = case_for(arch)
+    module = c.ref.module
+    vec = torch.nn.utils.parameters_to_vector(module.parameters()).detach().numpy()
+    np.testing.assert_array_equal(vec, c.theta)
+    linears = [m for m in module if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == list(
+        zip(arch.sizes[:-1], arch.sizes[1:], strict=True)
+    )
+    assert [m.bias is not None for m in linears] == arch.layer_bias
+    assert c.net.n_params == sum(p.numel() for p in module.parameters()) == arch.n_params
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_outputs_and_jacobian(arch: Arch):
+    c = case_for(arch)
+    out = c.net.predict(c.theta, c.X)
+    assert_scaled_close(out, c.ref.predict(c.X), RTOL64, "predict")
+    J = c.net.jacobian(c.theta, c.X)
+    assert J.shape == (arch.n * arch.sizes[-1], arch.n_params)
+    assert_scaled_close(J, c.ref.jacobian(c.X), RTOL64, "jacobian")
+
+
+@pytest.mark.parametrize("normalization", list(NORMALIZATIONS))
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_loss_and_grad(arch: Arch, normalization: str):
+    c = case_for(arch)
+    L = ir.loss(c.net, c.theta, c.X, c.y, normalization=normalization)
+    np.testing.assert_allclose(float(L), c.ref.loss(c.X, c.y, normalization), rtol=RTOL64)
+    g = ir.grad(c.net, c.theta, c.X, c.y, normalization=normalization)
+    assert_scaled_close(g, c.ref.grad(c.X, c.y, normalization), RTOL64, "grad")
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_regularizer(arch: Arch):
+    c = case_for(arch)
+    R = ir.regularizer(c.net, c.theta, c.X)
+    np.testing.assert_allclose(float(R), c.ref.regularizer(c.X), rtol=RTOL64)
+    Ri = ir.regularizer(c.net, c.theta, c.X, per_sample=True)
+    assert_scaled_close(Ri, c.ref.regularizer(c.X, per_sample=True), RTOL64, "per-sample R")
+
+
+# --------------------------------------------------------------------------------------------
+# First order, float32 (torch float32 reference built from the float32 parameters)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_float32(arch: Arch):
+    c = case_for(arch)
+    t32, X32, y32 = (a.astype(np.float32) for a in (c.theta, c.X, c.y))
+    ref32 = TorchReference(c.net, t32, arch.activation, arch.output_activation)
+    out = c.net.predict(t32, X32)
+    assert out.dtype == np.float32
+    assert_scaled_close(out, ref32.predict(X32), FLOAT32_RTOL, "predict float32")
+    J = c.net.jacobian(t32, X32)
+    assert J.dtype == np.float32
+    assert_scaled_close(J, ref32.jacobian(X32), FLOAT32_RTOL, "jacobian float32")
+    for norm in NORMALIZATIONS:
+        L = float(ir.loss(c.net, t32, X32, y32, normalization=norm))
+        np.testing.assert_allclose(L, ref32.loss(X32, y32, norm), rtol=FLOAT32_RTOL, err_msg=norm)
+        g = ir.grad(c.net, t32, X32, y32, normalization=norm)
+        assert g.dtype == np.float32
+        assert_scaled_close(g, ref32.grad(X32, y32, norm), FLOAT32_RTOL, f"grad float32 {norm}")
+    R = float(ir.regularizer(c.net, t32, X32))
+    np.testing.assert_allclose(R, ref32.regularizer(X32), rtol=FLOAT32_RTOL)
+    Ri = ir.regularizer(c.net, t32, X32, per_sample=True)
+    assert_scaled_close(Ri, ref32.regularizer(X32, per_sample=True), FLOAT32_RTOL, "R_i f32")
+
+
+# ============================================================================================
+# SECOND ORDER (issue 4): ir.hvp, ir.hessian, ir.regularizer_grad, ir.ntk
+# Each test skips while implicitreg lacks the function. To cover another second-order
+# function, add a test here using the matching TorchReference method.
+# ============================================================================================
+
+
+def _require(name: str):
+    if not hasattr(ir, name):
+        pytest.skip(f"implicitreg has no {name} yet")
+    return getattr(ir, name)
+
+
+def _normalization_kwargs(fun, normalization: str) -> dict:
+    """{} for the default (mean_half); skips if `fun` takes no normalization argument."""
+    if normalization == "mean_half":
+        return {}
+    try:
+        params = inspect.signature(fun).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return {"normalization": normalization}
+    if "normalization" not in params:
+        pytest.skip(f"{fun.__name__} takes no normalization")
+    return {"normalization": normalization}
+
+
+SECOND_ORDER_ARCHS = [p for p in ARCH_PARAMS if p.values[0].n_params <= MAX_P_HESSIAN]
+
+
+@pytest.mark.parametrize("normalization", list(NORMALIZATIONS))
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_hvp(arch: Arch, normalization: str):
+    hvp = _require("hvp")
+    kw = _normalization_kwargs(hvp, normalization)
+    c = case_for(arch)
+    rng = np.random.default_rng(arch.index)
+    for _ in range(2):
+        v = rng.standard_normal(arch.n_params)
+        Hv = hvp(c.net, c.theta, c.X, c.y, v, **kw)
+        assert Hv.shape == (arch.n_params,) and Hv.dtype == np.float64
+        assert_scaled_close(Hv, c.ref.hvp(c.X, c.y, v, normalization), RTOL64, "hvp")
+
+
+@pytest.mark.parametrize("normalization", ["mean_half", "sum_sq"])
+@pytest.mark.parametrize("arch", SECOND_ORDER_ARCHS)
+def test_hessian(arch: Arch, normalization: str):
+    hessian = _require("hessian")
+    kw = _normalization_kwargs(hessian, normalization)
+    c = case_for(arch)
+    H = hessian(c.net, c.theta, c.X, c.y, **kw)
+    assert H.shape == (arch.n_params, arch.n_params) and H.dtype == np.float64
+    assert_scaled_close(H, c.ref.hessian(c.X, c.y, normalization), RTOL64, "hessian")
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_regularizer_grad(arch: Arch):
+    regularizer_grad = _require("regularizer_grad")
+    c = case_for(arch)
+    gR = regularizer_grad(c.net, c.theta, c.X)
+    assert gR.shape == (arch.n_params,) and gR.dtype == np.float64
+    assert_scaled_close(gR, c.ref.regularizer_grad(c.X), RTOL64, "regularizer_grad")
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS)
+def test_ntk(arch: Arch):
+    ntk = _require("ntk")
+    c = case_for(arch)
+    K = ntk(c.net, c.theta, c.X)
+    m = arch.n * arch.sizes[-1]
+    assert K.shape == (m, m) and K.dtype == np.float64
+    assert_scaled_close(K, c.ref.ntk(c.X), RTOL64, "ntk")
+
+
+@pytest.mark.parametrize("arch", ARCH_PARAMS[::4])
+def test_second_order_float32(arch: Arch):
+    """float32 second-order results against the float64 torch reference on the cast inputs."""
+    if not any(hasattr(ir, name) for name in ("hvp", "regularizer_grad", "ntk")):
+        pytest.skip("implicitreg has no second-order functions yet")
+    c = case_for(arch)
+    t32, X32, y32 = (a.astype(np.float32) for a in (c.theta, c.X, c.y))
+    ref = TorchReference(c.net, t32.astype(np.float64), arch.activation, arch.output_activation)
+    X64, y64 = X32.astype(np.float64), y32.astype(np.float64)
+    if hasattr(ir, "hvp"):
+        v = np.random.default_rng(arch.index).standard_normal(arch.n_params).astype(np.float32)
+        Hv = ir.hvp(c.net, t32, X32, y32, v)
+        assert Hv.dtype == np.float32
+        expected = ref.hvp(X64, y64, v.astype(np.float64))
+        assert_scaled_close(Hv, expected, FLOAT32_RTOL, "hvp float32")
+    if hasattr(ir, "regularizer_grad"):
+        gR = ir.regularizer_grad(c.net, t32, X32)
+        assert gR.dtype == np.float32
+        assert_scaled_close(gR, ref.regularizer_grad(X64), FLOAT32_RTOL, "regularizer_grad f32")
+    if hasattr(ir, "ntk"):
+        K = ir.ntk(c.net, t32, X32)
+        assert K.dtype == np.float32
+        assert_scaled_close(K, ref.ntk(X64), FLOAT32_RTOL, "ntk float32")
