@@ -545,15 +545,16 @@ INIT_ALPHA = 1e-6  # two-sided false-alarm probability of each statistical check
 
 def _expected_std(scheme: str, scale: float, fan_in: int, fan_out: int) -> float:
     if scheme == "he":
-        return np.sqrt(2.0 / fan_in)
+        return scale * np.sqrt(2.0 / fan_in)
     if scheme == "xavier":
-        return np.sqrt(2.0 / (fan_in + fan_out))
+        return scale * np.sqrt(2.0 / (fan_in + fan_out))
     assert scheme == "normal"
     return scale
 
 
 @pytest.mark.parametrize(
-    ("scheme", "scale"), [("he", 1.0), ("xavier", 1.0), ("normal", 1.0), ("normal", 0.37)]
+    ("scheme", "scale"),
+    [("he", 1.0), ("he", 0.5), ("xavier", 1.0), ("xavier", 2.0), ("normal", 1.0), ("normal", 0.37)],
 )
 def test_init_statistics(scheme: str, scale: float):
     """Each weight block: mean 0 and variance sigma^2. With N entries, sum(w)/(sigma sqrt N) is
