@@ -35,6 +35,7 @@ def mlp_runner(wl: workloads.Workload, threads: int = 1, trace: list | None = No
             seed=state["seed"],
             threads=threads,
             progress=False,
+            check_step_size=False,  # a one-time setup check, not part of a step
         )
         state["theta"] = np.ascontiguousarray(res.theta[0])
         state["seed"] += 1

@@ -1,6 +1,7 @@
 // The one pybind11 file: converts arrays (no silent copies: every array argument is noconvert,
 // the Python facade validates dtypes and shapes first), releases the GIL around compute, and
-// nothing else. Each model is bound once per scalar type by bind_model<Model>().
+// nothing else. Each model is bound once per scalar type by bind_model<Model>(). Classes are
+// module_local: the same sources are compiled into one module per instruction-set level.
 #include <pybind11/eigen.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -9,6 +10,7 @@
 #include <implicitreg/mlp.hpp>
 #include <implicitreg/objective.hpp>
 #include <implicitreg/rng.hpp>
+#include <implicitreg/second_order.hpp>
 #include <implicitreg/simulation.hpp>
 
 #include <string>
@@ -136,8 +138,78 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert());
 
+  // ---- Second-order functions (second_order.hpp). Sizes are checked here too: a wrong v or
+  // theta length would otherwise read out of bounds.
+  auto check = [](const Model& model, const VecRef<T>& theta, const MatRef<T>& X,
+                  const MatRef<T>* Y, const VecRef<T>* v) {
+    if (theta.size() != model.n_params() || X.cols() != model.n_in() ||
+        (Y && (Y->rows() != X.rows() || Y->cols() != model.n_out())) ||
+        (v && v->size() != model.n_params()))
+      throw std::invalid_argument("theta, X, Y or v has the wrong shape for this model");
+  };
+  using SOWS = SecondOrderWorkspace<Model>;
+  cls.def(
+         "hvp",
+         [check](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, VecRef<T> v,
+                 const std::string& norm) {
+           check(model, theta, X, &Y, &v);
+           const LossNorm ln = LossNorm::from_name(norm);
+           Vec<T> out(model.n_params());
+           py::gil_scoped_release nogil;
+           SOWS ws;
+           hvp(model, theta.data(), X, Y, ln, v.data(), ws, out.data());
+           return out;
+         },
+         py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+         py::arg("v").noconvert(), py::arg("normalization"))
+      .def(
+          "gnvp",
+          [check](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, VecRef<T> v,
+                  const std::string& norm) {
+            check(model, theta, X, &Y, &v);  // G does not depend on Y; checked for symmetry
+            const LossNorm ln = LossNorm::from_name(norm);
+            Vec<T> out(model.n_params());
+            py::gil_scoped_release nogil;
+            SOWS ws;
+            gnvp(model, theta.data(), X, ln, v.data(), ws, out.data());
+            return out;
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+          py::arg("v").noconvert(), py::arg("normalization"))
+      .def(
+          "regularizer_and_grad",
+          [check](const Model& model, VecRef<T> theta, MatRef<T> X) {
+            check(model, theta, X, nullptr, nullptr);
+            Vec<T> g(model.n_params());
+            double value;
+            {
+              py::gil_scoped_release nogil;
+              SOWS ws;
+              value = regularizer_and_grad(model, theta.data(), X, ws, g.data());
+            }
+            return py::make_tuple(value, g);
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert())
+      .def(
+          "egr_direction",
+          [check](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, double mu,
+                  const std::string& norm) {
+            check(model, theta, X, &Y, nullptr);
+            const LossNorm ln = LossNorm::from_name(norm);
+            Vec<T> dir(model.n_params());
+            double value;
+            {
+              py::gil_scoped_release nogil;
+              SOWS ws;
+              value = egr_direction(model, theta.data(), X, Y, ln, mu, ws, dir.data());
+            }
+            return py::make_tuple(value, dir);
+          },
+          py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+          py::arg("mu"), py::arg("normalization"));
+
   using Sim = Simulation<Model>;
-  py::class_<Sim>(m, sim_name.c_str())
+  py::class_<Sim>(m, sim_name.c_str(), py::module_local())
       .def(py::init([](const Model& model, MatRef<T> X, MatRef<T> Y, const py::dict& dyn,
                        const py::dict& spec, MatRef<T> theta0, MatRef<T> probes,
                        VecRef<T> reference) {
@@ -186,7 +258,7 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
 template <class T>
 void bind_scalar(py::module_& m, const std::string& suffix) {
   using Net = MLP<T>;
-  py::class_<Net> cls(m, ("MLP" + suffix).c_str());
+  py::class_<Net> cls(m, ("MLP" + suffix).c_str(), py::module_local());
   cls.def(py::init([](const std::vector<Index>& sizes, const std::vector<std::string>& acts,
                       const std::vector<bool>& bias) {
             std::vector<Activation> a;
@@ -199,9 +271,25 @@ void bind_scalar(py::module_& m, const std::string& suffix) {
 
 }  // namespace
 
-PYBIND11_MODULE(_core, m, py::mod_gil_not_used()) {
+PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
   m.doc() = "implicitreg compiled core (private; use the implicitreg package)";
   m.attr("__version__") = IMPLICITREG_VERSION;
+#if defined(__AVX2__) && defined(__FMA__)
+  m.attr("isa") = "x86-64-v3";
+#else
+  m.attr("isa") = "baseline";
+#endif
+  // Whether this CPU runs the x86-64-v3 build (AVX2, FMA, BMI1/2, F16C, LZCNT, MOVBE).
+  m.def("_cpu_has_x86_64_v3", [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
+           __builtin_cpu_supports("avx") && __builtin_cpu_supports("popcnt");
+#else
+    return false;
+#endif
+  });
 #ifdef IMPLICITREG_HAS_OPENMP
   m.attr("openmp") = true;
   m.def("max_threads", [] { return omp_get_max_threads(); });

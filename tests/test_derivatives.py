@@ -238,6 +238,16 @@ def relu_margin(arch: Arch, theta: np.ndarray, X: np.ndarray) -> float:
     return float(min(v.min() for v in vals)) if vals else np.inf
 
 
+def relu_alive(arch: Arch, theta: np.ndarray, X: np.ndarray) -> bool:
+    """Every sample has a positive pre-activation in every relu layer."""
+    _, zs = np_forward(arch, theta, X)
+    return all(
+        bool(np.all(np.any(z > 0, axis=1)))
+        for z, act in zip(zs, arch.layer_acts, strict=True)
+        if act == "relu"
+    )
+
+
 def has_relu(arch: Arch) -> bool:
     return "relu" in arch.layer_acts
 
@@ -262,21 +272,25 @@ class Case:
 
 @functools.cache
 def _case(index: int) -> Case:
+    """Random parameters (nonzero biases) and data. Inputs are re-drawn until the relu margin
+    holds and every sample has an active unit in every relu layer (no sample with an all-zero
+    Jacobian); the parameters are re-drawn every 20 attempts."""
     arch = ARCHS[index]
     rng = np.random.default_rng(10_000 + index)
-    layers = []
-    for i, o, has_b in zip(arch.sizes[:-1], arch.sizes[1:], arch.layer_bias, strict=True):
-        W = rng.normal(0.0, 1.5 / np.sqrt(i), size=(o, i))
-        b = rng.normal(0.0, 0.3, size=o) if has_b else None
-        layers.append((W, b))
-    theta = np.concatenate([p.ravel() for W, b in layers for p in (W, b) if p is not None])
-    n_out = arch.sizes[-1]
-    for _ in range(500):
+    for attempt in range(1000):
+        if attempt % 20 == 0:
+            layers = []
+            for i, o, has_b in zip(arch.sizes[:-1], arch.sizes[1:], arch.layer_bias, strict=True):
+                W = rng.normal(0.0, 1.5 / np.sqrt(i), size=(o, i))
+                b = rng.normal(0.0, 0.3, size=o) if has_b else None
+                layers.append((W, b))
+            theta = np.concatenate([p.ravel() for W, b in layers for p in (W, b) if p is not None])
         X = rng.standard_normal((arch.n, arch.sizes[0]))
-        if relu_margin(arch, theta, X) >= RELU_MARGIN:
+        if relu_margin(arch, theta, X) >= RELU_MARGIN and relu_alive(arch, theta, X):
             break
     else:  # pragma: no cover - depends only on the fixed seeds
         raise RuntimeError(f"could not draw kink-free inputs for {arch.id}")
+    n_out = arch.sizes[-1]
     y = rng.standard_normal(arch.n) if n_out == 1 else rng.standard_normal((arch.n, n_out))
     return Case(arch, arch.build(), theta, X, y, layers)
 

@@ -14,18 +14,21 @@ R(theta) = sum_i ||grad_theta f(x_i)||^2, and more.
 
 from __future__ import annotations
 
-from . import _core
+from . import _core, theory
 from ._core import __version__
+from .flow import flow
 from .dynamics import GD, SGD, Dynamics, LabelNoiseSGD, Piecewise, StepDecay
 from .models import MLP
 from .quantities import grad, loss, regularizer
 from .result import Moments, SimulationResult, load
+from .second_order import gnvp, hessian, hessian_trace, hvp, ntk, regularizer_grad, sharpness
 from .simulate import DivergenceWarning, SimulationInterrupted, simulate
+from .sweep import SimulateTask, open_sweep, sweep
 
 
 def build_info() -> dict:
     """How the compiled core was built (for bug reports and benchmark records)."""
-    return {"version": __version__, "openmp": bool(_core.openmp),
+    return {"version": __version__, "isa": _core.isa, "openmp": bool(_core.openmp),
             "max_threads": _core.max_threads(), "eigen": _core.eigen_version}
 
 
@@ -38,14 +41,26 @@ __all__ = [
     "LabelNoiseSGD",
     "Moments",
     "Piecewise",
+    "SimulateTask",
     "SimulationInterrupted",
     "SimulationResult",
     "StepDecay",
     "__version__",
     "build_info",
+    "flow",
+    "gnvp",
     "grad",
+    "hessian",
+    "hessian_trace",
+    "hvp",
     "load",
     "loss",
+    "ntk",
+    "open_sweep",
     "regularizer",
+    "regularizer_grad",
+    "sharpness",
     "simulate",
+    "sweep",
+    "theory",
 ]

@@ -96,6 +96,12 @@ class MLP:
             self._cores[dtype] = cls(list(self.sizes), list(self._acts), list(self._bias))
         return self._cores[dtype]
 
+    def __getstate__(self):  # the compiled objects in _cores do not pickle; they are rebuilt
+        return {k: v for k, v in self.__dict__.items() if k != "_cores"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _cores={})
+
     def _simulation_class(self, dtype):
         return _core.SimulationMLP_f64 if np.dtype(dtype) == np.float64 else _core.SimulationMLP_f32
 

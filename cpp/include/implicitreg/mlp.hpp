@@ -83,11 +83,25 @@ class MLP {
       const Layer& ly = layers_[l];
       ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
       RowMat<T>& Z = ws.Z[l];
-      if (l == 0)
-        Z.noalias() = X * W.transpose();
-      else
-        Z.noalias() = ws.A[l - 1] * W.transpose();
-      if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
+      if (X.rows() == 1) {
+        // One sample: matrix-vector work, with the degenerate shapes of tiny nets spelled out
+        // (a width-1 input or output is an axpy or a dot, not a general product).
+        const T* a = l == 0 ? X.data() : ws.A[l - 1].data();
+        VecMap<T> z(Z.data(), ly.out);
+        if (ly.in == 1)
+          z = W.col(0) * a[0];
+        else if (ly.out == 1)
+          z[0] = W.row(0).dot(ConstVecMap<T>(a, ly.in).transpose());
+        else
+          z.noalias() = W * ConstVecMap<T>(a, ly.in);
+        if (ly.bias) z += ConstVecMap<T>(theta + ly.b_offset, ly.out);
+      } else {
+        if (l == 0)
+          Z.noalias() = X * W.transpose();
+        else
+          Z.noalias() = ws.A[l - 1] * W.transpose();
+        if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
+      }
       apply_activation<T>(ly.act, Z, ws.A[l]);
     }
   }
@@ -110,7 +124,10 @@ class MLP {
     const Layer& ly = layers_[l];
     ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
     RowMat<T>& prev = ws.Delta[l - 1];
-    prev.noalias() = ws.Delta[l] * W;
+    if (prev.rows() == 1 && ly.out == 1)
+      prev = ws.Delta[l](0, 0) * W;
+    else
+      prev.noalias() = ws.Delta[l] * W;
     const Activation act = layers_[l - 1].act;
     if (act == Activation::relu) {
       prev = (ws.Z[l - 1].array() > T(0)).select(prev, T(0));
@@ -126,11 +143,22 @@ class MLP {
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const Layer& ly = layers_[l];
       MatMap<T> gW(grad + ly.w_offset, ly.out, ly.in);
-      if (l == 0)
-        gW.noalias() = ws.Delta[0].transpose() * X;
-      else
-        gW.noalias() = ws.Delta[l].transpose() * ws.A[l - 1];
-      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
+      const MatRef<T> input = l == 0 ? X : MatRef<T>(ws.A[l - 1]);
+      if (X.rows() == 1) {
+        // One sample: the weight gradient is an outer product; the bias gradient is delta.
+        ConstVecMap<T> delta(ws.Delta[l].data(), ly.out);
+        if (ly.in == 1)
+          gW.col(0) = delta * input(0, 0);
+        else if (ly.out == 1)
+          gW.row(0) = delta[0] * input.row(0);
+        else
+          gW.noalias() = delta * input.row(0);
+        if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = delta;
+      } else {
+        gW.noalias() = ws.Delta[l].transpose() * input;
+        if (ly.bias)
+          VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
+      }
       if (l > 0) propagate(theta, l, ws);
     }
   }

@@ -1,0 +1,309 @@
+// Exact second-order quantities, hand-coded (no autodiff, no per-sample Jacobian):
+//
+//   loss_grad_hvp         L, g = grad L and H u in one forward-backward plus one R-op pass
+//   hvp                   H v,  H = Hessian of L = c * sum_i ||f(x_i) - y_i||^2 (loss.hpp)
+//   gnvp                  G v = 2c J^T (J v), the Gauss-Newton part of H
+//   egr_direction         g + 2 mu H g = grad [L + mu ||grad L||^2] (explicit gradient regularizer)
+//   regularizer_and_grad  R = sum_i sum_o ||d f_o(x_i) / d theta||^2 and grad R
+//
+// Layering: a model type specialises SecondOrderWorkspace<Model> and provides jvp, vjp,
+// loss_grad_hvp and regularizer_and_grad under these names (here for MLP<T>); hvp, gnvp and
+// egr_direction are written once over those. Workspaces keep every buffer between calls, so a
+// loop of calls with the same batch size allocates nothing.
+//
+// MLP notation (mlp.hpp): A_{-1} = X, Z_l = A_{l-1} W_l^T + 1 b_l^T, A_l = act_l(Z_l), F = A_last.
+// Loss backward: G_l = dL/dA_l (G_last = 2c (F - Y)), Delta_l = dL/dZ_l = G_l * act_l'(Z_l),
+// G_{l-1} = Delta_l W_l. Pearlmutter's R-op R{.} = d/dt (.)(theta + t u) at t = 0, with
+// u = (U_l, c_l) per layer, differentiates each line of that program:
+//   RZ_l = RA_{l-1} W_l^T + A_{l-1} U_l^T + 1 c_l^T,   RA_l = act_l'(Z_l) * RZ_l,
+//   RG_last = 2c RA_last,   RDelta_l = RG_l * act_l' + G_l * act_l'' * RZ_l,
+//   RG_{l-1} = RDelta_l W_l + Delta_l U_l,
+//   (H u)_{W_l} = RDelta_l^T A_{l-1} + Delta_l^T RA_{l-1},   (H u)_{b_l} = colsum RDelta_l.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "activation.hpp"
+#include "config.hpp"
+#include "loss.hpp"
+#include "mlp.hpp"
+#include "objective.hpp"
+
+namespace implicitreg {
+
+// Buffers of the second-order functions of one model type; each model type specialises it. The
+// generic functions below use only `hu` (a Vec of the model's scalar).
+template <class Model>
+struct SecondOrderWorkspace;
+
+template <class T>
+struct SecondOrderWorkspace<MLP<T>> {
+  typename MLP<T>::Workspace base;  // Z_l, A_l of the forward pass
+  Index rows = -1;
+  // Per layer: act'(Z_l), act''(Z_l); loss backward G_l, Delta_l; R-op RZ_l, RA_l, RG_l, RDelta_l.
+  std::vector<RowMat<T>> D1, D2, G, Delta, RZ, RA, RG, RDelta;
+  // Regularizer, for one output o: d_l = df_o/dZ_l and P_l = d_l W_l (n x in_l); adjoints
+  // dbar_l = dR/dd_l, Pbar_l = dR/dP_l, Abar_l = dR/dA_l, D1bar_l = dR/d act'(Z_l).
+  std::vector<RowMat<T>> d, P, dbar, Pbar, Abar, D1bar;
+  std::vector<Vec<T>> s;  // per layer and sample: ||a_{l-1,i}||^2 + 1[bias_l]
+  Vec<T> r, rowsq;        // per sample: R_i; ||d_{l,i}||^2
+  Vec<T> hu;              // H g inside egr_direction
+};
+
+namespace so_detail {
+
+// act'' is zero for these (relu: almost everywhere), so their curvature terms are skipped.
+inline bool curved(Activation a) { return a != Activation::identity && a != Activation::relu; }
+
+template <class T>
+void size_layers(std::vector<RowMat<T>>& v, const MLP<T>& m, Index rows, bool in_width) {
+  const auto& ls = m.layers();
+  v.resize(ls.size());
+  for (std::size_t l = 0; l < ls.size(); ++l) v[l].resize(rows, in_width ? ls[l].in : ls[l].out);
+}
+
+template <class T>
+void prepare(const MLP<T>& m, SecondOrderWorkspace<MLP<T>>& ws, Index rows) {
+  if (ws.rows == rows) return;
+  for (auto* v : {&ws.D1, &ws.D2, &ws.G, &ws.Delta, &ws.RZ, &ws.RA, &ws.RG, &ws.RDelta, &ws.d,
+                  &ws.dbar, &ws.Abar, &ws.D1bar})
+    size_layers(*v, m, rows, false);
+  size_layers(ws.P, m, rows, true);
+  size_layers(ws.Pbar, m, rows, true);
+  ws.s.assign(m.layers().size(), Vec<T>(rows));
+  ws.r.resize(rows);
+  ws.rowsq.resize(rows);
+  ws.rows = rows;
+}
+
+// Input of layer l: X or A_{l-1} (a view, no copy).
+template <class T>
+MatRef<T> layer_input(const SecondOrderWorkspace<MLP<T>>& ws, const MatRef<T>& X, std::size_t l) {
+  return l == 0 ? X : MatRef<T>(ws.base.A[l - 1]);
+}
+
+// out = M * act_l'(Z_l), elementwise (a copy for the identity).
+template <class T, class In>
+void times_d1(const MLP<T>& m, const SecondOrderWorkspace<MLP<T>>& ws, std::size_t l, const In& M,
+              RowMat<T>& out) {
+  if (m.layers()[l].act == Activation::identity)
+    out = M;
+  else
+    out = M.cwiseProduct(ws.D1[l]);
+}
+
+// Forward pass, then act' (and act'' when `second`) of every layer.
+template <class T>
+void forward(const MLP<T>& m, const T* theta, const MatRef<T>& X, SecondOrderWorkspace<MLP<T>>& ws,
+             bool second) {
+  prepare(m, ws, X.rows());
+  m.forward(theta, X, ws.base);
+  for (std::size_t l = 0; l < m.layers().size(); ++l) {
+    const Activation act = m.layers()[l].act;
+    if (act != Activation::identity)
+      activation_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D1[l]);
+    if (second && curved(act))
+      activation_second_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D2[l]);
+  }
+}
+
+// From G_last (set by the caller): Delta_l and G_l of every layer; grad = J^T G_last if non-null.
+template <class T>
+void backward(const MLP<T>& m, const T* theta, const MatRef<T>& X,
+              SecondOrderWorkspace<MLP<T>>& ws, T* grad) {
+  for (std::size_t l = m.layers().size(); l-- > 0;) {
+    const auto& ly = m.layers()[l];
+    times_d1(m, ws, l, ws.G[l], ws.Delta[l]);
+    if (grad) {
+      MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() =
+          ws.Delta[l].transpose() * layer_input(ws, X, l);
+      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
+    }
+    if (l > 0) ws.G[l - 1].noalias() = ws.Delta[l] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
+  }
+}
+
+// Forward tangents RZ_l, RA_l along u (after forward()).
+template <class T>
+void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
+             SecondOrderWorkspace<MLP<T>>& ws) {
+  for (std::size_t l = 0; l < m.layers().size(); ++l) {
+    const auto& ly = m.layers()[l];
+    RowMat<T>& RZ = ws.RZ[l];
+    RZ.noalias() = layer_input(ws, X, l) * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in).transpose();
+    if (l > 0)
+      RZ.noalias() += ws.RA[l - 1] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in).transpose();
+    if (ly.bias) RZ.rowwise() += ConstVecMap<T>(u + ly.b_offset, ly.out).transpose();
+    times_d1(m, ws, l, RZ, ws.RA[l]);
+  }
+}
+
+}  // namespace so_detail
+
+// ---- MLP primitives ---------------------------------------------------------------------------
+
+// J v as an (n x out) matrix: forward pass on X and forward tangents along v.
+template <class T>
+const RowMat<T>& jvp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const T* v,
+                     SecondOrderWorkspace<MLP<T>>& ws) {
+  so_detail::forward(m, theta, X, ws, false);
+  so_detail::tangent(m, theta, v, X, ws);
+  return ws.RA.back();
+}
+
+// out = J^T S for an (n x out) S (an expression is fine if it does not read ws.G), after jvp() or a
+// forward pass on the same X.
+template <class T, class Seed>
+void vjp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const Seed& S,
+         SecondOrderWorkspace<MLP<T>>& ws, T* out) {
+  ws.G.back() = S;
+  so_detail::backward(m, theta, X, ws, out);
+}
+
+// Returns L; writes grad L into `grad` (skipped if null) and H u into `hu`. `u` may point to
+// `grad` (u is read only after the gradient is complete: the EGR direction uses u = g); `hu`
+// must not overlap `u` or `grad`.
+template <class T>
+double loss_grad_hvp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const MatRef<T>& Y,
+                     const LossNorm& norm, const T* u, SecondOrderWorkspace<MLP<T>>& ws, T* grad,
+                     T* hu) {
+  const auto& ls = m.layers();
+  const std::size_t last = ls.size() - 1;
+  const double c = norm.scale(X.rows());
+  const T two_c = static_cast<T>(2 * c);
+  so_detail::forward(m, theta, X, ws, true);
+  ws.G[last] = ws.base.A[last] - Y;
+  const double value = c * static_cast<double>(ws.G[last].squaredNorm());
+  ws.G[last] *= two_c;
+  so_detail::backward(m, theta, X, ws, grad);
+  so_detail::tangent(m, theta, u, X, ws);
+  ws.RG[last] = two_c * ws.RA[last];
+  for (std::size_t l = last + 1; l-- > 0;) {
+    const auto& ly = ls[l];
+    RowMat<T>& RD = ws.RDelta[l];
+    so_detail::times_d1(m, ws, l, ws.RG[l], RD);
+    // The residual (second-derivative) term: absent from the Gauss-Newton product.
+    if (so_detail::curved(ly.act))
+      RD.array() += ws.G[l].array() * ws.D2[l].array() * ws.RZ[l].array();
+    MatMap<T> hW(hu + ly.w_offset, ly.out, ly.in);
+    hW.noalias() = RD.transpose() * so_detail::layer_input(ws, X, l);
+    if (l > 0) hW.noalias() += ws.Delta[l].transpose() * ws.RA[l - 1];
+    if (ly.bias) VecMap<T>(hu + ly.b_offset, ly.out) = RD.colwise().sum().transpose();
+    if (l > 0) {
+      ws.RG[l - 1].noalias() = RD * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
+      ws.RG[l - 1].noalias() += ws.Delta[l] * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in);
+    }
+  }
+  return value;
+}
+
+// Returns R = sum_i sum_o ||d f_o(x_i)/d theta||^2; writes grad R into `grad` unless null.
+//
+// Per output o, with d_l = df_o/dZ_l (d_last = e_o^T act_last'(Z_last), d_{l-1} = P_l * act'_{l-1},
+// P_l = d_l W_l) and s_l,i = ||a_{l-1,i}||^2 + 1[bias_l], the per-layer norm trick gives
+// R_o = sum_l sum_i s_l,i ||d_l,i||^2. Reverse mode through that program: bottom-up through the
+// d recursion (dbar_l = 2 s_l d_l + Pbar_l W_l^T, Pbar_l = dbar_{l-1} * act'_{l-1},
+// dR/dW_l += d_l^T Pbar_l, dR/d act'_{l-1} += dbar_{l-1} * P_l, dR/dA_{l-1} += 2 ||d_l||^2 A_{l-1}),
+// accumulated over outputs; then once top-down through the forward pass with
+// dR/dZ_l = dR/dA_l * act_l' + dR/d act_l' * act_l''. The output bias enters only through act'',
+// so with an identity output its gradient is exactly 0.
+template <class T>
+double regularizer_and_grad(const MLP<T>& m, const T* theta, const MatRef<T>& X,
+                            SecondOrderWorkspace<MLP<T>>& ws, T* grad) {
+  const auto& ls = m.layers();
+  const std::size_t L = ls.size();
+  so_detail::forward(m, theta, X, ws, grad != nullptr);
+  for (std::size_t l = 0; l < L; ++l) {
+    ws.s[l] = so_detail::layer_input(ws, X, l).rowwise().squaredNorm();
+    if (ls[l].bias) ws.s[l].array() += T(1);
+  }
+  ws.r.setZero();
+  if (grad) {
+    VecMap<T>(grad, m.n_params()).setZero();
+    for (std::size_t l = 0; l < L; ++l) {
+      ws.Abar[l].setZero();
+      ws.D1bar[l].setZero();
+    }
+  }
+  auto W = [&](std::size_t l) { return ConstMatMap<T>(theta + ls[l].w_offset, ls[l].out, ls[l].in); };
+  for (Index o = 0; o < m.n_out(); ++o) {
+    ws.d[L - 1].setZero();
+    if (ls[L - 1].act == Activation::identity)
+      ws.d[L - 1].col(o).setOnes();
+    else
+      ws.d[L - 1].col(o) = ws.D1[L - 1].col(o);
+    for (std::size_t l = L - 1; l > 0; --l) {
+      ws.P[l].noalias() = ws.d[l] * W(l);
+      so_detail::times_d1(m, ws, l - 1, ws.P[l], ws.d[l - 1]);
+    }
+    for (std::size_t l = 0; l < L; ++l) {
+      ws.rowsq = ws.d[l].rowwise().squaredNorm();
+      ws.r.array() += ws.s[l].array() * ws.rowsq.array();
+      if (grad && l > 0)
+        ws.Abar[l - 1].noalias() += (T(2) * ws.rowsq).asDiagonal() * ws.base.A[l - 1];
+    }
+    if (!grad) continue;
+    for (std::size_t l = 0; l < L; ++l) {
+      ws.dbar[l].noalias() = (T(2) * ws.s[l]).asDiagonal() * ws.d[l];
+      if (l == 0) continue;
+      so_detail::times_d1(m, ws, l - 1, ws.dbar[l - 1], ws.Pbar[l]);
+      if (so_detail::curved(ls[l - 1].act))
+        ws.D1bar[l - 1].array() += ws.dbar[l - 1].array() * ws.P[l].array();
+      MatMap<T>(grad + ls[l].w_offset, ls[l].out, ls[l].in).noalias() +=
+          ws.d[l].transpose() * ws.Pbar[l];
+      ws.dbar[l].noalias() += ws.Pbar[l] * W(l).transpose();
+    }
+    if (so_detail::curved(ls[L - 1].act)) ws.D1bar[L - 1].col(o) += ws.dbar[L - 1].col(o);
+  }
+  if (grad) {
+    for (std::size_t l = L; l-- > 0;) {
+      const auto& ly = ls[l];
+      RowMat<T>& Zbar = ws.Abar[l];  // dR/dA_l becomes dR/dZ_l in place
+      if (ly.act != Activation::identity) Zbar.array() *= ws.D1[l].array();
+      if (so_detail::curved(ly.act)) Zbar.array() += ws.D1bar[l].array() * ws.D2[l].array();
+      MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() +=
+          Zbar.transpose() * so_detail::layer_input(ws, X, l);
+      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) += Zbar.colwise().sum().transpose();
+      if (l > 0) ws.Abar[l - 1].noalias() += Zbar * W(l);
+    }
+  }
+  return ws.r.template cast<double>().sum();
+}
+
+// ---- generic over models providing jvp, vjp and loss_grad_hvp ---------------------------------
+
+// H v of the loss (gradient not formed).
+template <class Model>
+void hvp(const Model& model, const ScalarOf<Model>* theta, const MatRef<ScalarOf<Model>>& X,
+         const MatRef<ScalarOf<Model>>& Y, const LossNorm& norm, const ScalarOf<Model>* v,
+         SecondOrderWorkspace<Model>& ws, ScalarOf<Model>* out) {
+  loss_grad_hvp(model, theta, X, Y, norm, v, ws, static_cast<ScalarOf<Model>*>(nullptr), out);
+}
+
+// Gauss-Newton product G v = 2c J^T (J v); independent of the targets.
+template <class Model>
+void gnvp(const Model& model, const ScalarOf<Model>* theta, const MatRef<ScalarOf<Model>>& X,
+          const LossNorm& norm, const ScalarOf<Model>* v, SecondOrderWorkspace<Model>& ws,
+          ScalarOf<Model>* out) {
+  using T = ScalarOf<Model>;
+  const T two_c = static_cast<T>(2 * norm.scale(X.rows()));
+  const auto& Jv = jvp(model, theta, X, v, ws);
+  vjp(model, theta, X, two_c * Jv, ws, out);
+}
+
+// Writes dir = g + 2 mu H g = grad [L + mu ||grad L||^2] (EGR step direction) and returns L.
+// Cost: one forward-backward plus one R-op pass.
+template <class Model>
+double egr_direction(const Model& model, const ScalarOf<Model>* theta,
+                     const MatRef<ScalarOf<Model>>& X, const MatRef<ScalarOf<Model>>& Y,
+                     const LossNorm& norm, double mu, SecondOrderWorkspace<Model>& ws,
+                     ScalarOf<Model>* dir) {
+  using T = ScalarOf<Model>;
+  ws.hu.resize(model.n_params());
+  const double value = loss_grad_hvp(model, theta, X, Y, norm, dir, ws, dir, ws.hu.data());
+  VecMap<T>(dir, model.n_params()) += static_cast<T>(2 * mu) * ws.hu;
+  return value;
+}
+
+}  // namespace implicitreg
