@@ -52,6 +52,8 @@ DynamicsConfig dynamics_from_dict(const py::dict& d) {
   c.temperature = d["temperature"].cast<double>();
   c.momentum = d["momentum"].cast<double>();
   c.weight_decay = d["weight_decay"].cast<double>();
+  c.egr_mu = d["egr_mu"].cast<double>();
+  c.reg_lambda = d["reg_lambda"].cast<double>();
   c.loss = LossNorm::from_name(d["loss"].cast<std::string>());
   return c;
 }

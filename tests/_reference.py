@@ -133,7 +133,12 @@ def trajectory(model, theta, X, y, dyn, steps, seed=0, replica=0):
             for j in range(Yb.shape[0]):
                 for o in range(Yb.shape[1]):
                     Yb[j, o] += dyn.sigma * noise.label(dyn.label_noise)
-        g = ir.grad(model, theta, Xb, Yb, normalization=dyn.loss) + dyn.weight_decay * theta
+        g = ir.grad(model, theta, Xb, Yb, normalization=dyn.loss)
+        if dyn.egr_mu:
+            g = g + 2 * dyn.egr_mu * ir.hvp(model, theta, Xb, Yb, g, normalization=dyn.loss)
+        if dyn.reg_lambda:
+            g = g + dyn.reg_lambda * len(X) / len(Xb) * ir.regularizer_grad(model, theta, Xb)
+        g = g + dyn.weight_decay * theta
         lr = lr_at(dyn, s, steps)
         v = dyn.momentum * v + g
         theta = theta - lr * v

@@ -36,6 +36,11 @@ RULES = {
     "per_step_lr": ir.GD(lr=0.1, lr_schedule=np.linspace(0.1, 0.01, STEPS)),
     "sum_sq_loss": ir.LabelNoiseSGD(lr=0.02, sigma=0.2, batch_size=2, loss="sum_sq"),
     "mean_quarter_loss": ir.SGD(lr=0.1, batch_size=3, loss="mean_quarter"),
+    "egr_gd": ir.GD(lr=0.1, egr_mu=0.05),
+    "egr_label_noise": ir.LabelNoiseSGD(lr=0.1, sigma=0.3, batch_size=2, egr_mu=0.1),
+    "explicit_reg_gd": ir.GD(lr=0.1, reg_lambda=0.01),
+    "explicit_reg_sgd": ir.LabelNoiseSGD(lr=0.1, sigma=0.3, batch_size=3, reg_lambda=0.02,
+                                         egr_mu=0.05, momentum=0.5),
 }
 
 

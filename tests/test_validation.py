@@ -98,6 +98,10 @@ def test_noise_settings():
         ir.GD(lr=0.1, param_noise="levy")
     with pytest.raises(ValueError, match="temperature"):
         ir.GD(lr=0.1, param_noise="langevin", temperature=-1.0)
+    with pytest.raises(ValueError, match="egr_mu must be finite and >= 0"):
+        ir.GD(lr=0.1, egr_mu=-0.1)
+    with pytest.raises(ValueError, match="reg_lambda must be finite and >= 0"):
+        ir.GD(lr=0.1, reg_lambda=np.nan)
 
 
 def test_batch_size(setup):

@@ -8,6 +8,9 @@ common ones. A step is::
     labels : y_i + sigma * eps, eps fresh for every label used: "gaussian" N(0, 1),
              "uniform" U(-sqrt(3), sqrt(3)), "sign" +-1 -- sigma is the standard deviation
     g      : gradient of the batch loss (``loss`` normalisation, n -> batch size)
+             + egr_mu * grad ||grad L_batch||^2        (explicit gradient regularization, EGR)
+             + reg_lambda * (n/B) * grad R_batch       (explicit form of the label-noise
+               regularizer; R_batch = sum over the batch of ||grad f(x_i)||^2)
              + weight_decay * theta
     update : v = momentum * v + g;  theta -= lr(step) * v
     noise  : theta += param_sigma * xi ("gaussian"), or sqrt(2 lr T) * xi ("langevin", T =
@@ -73,6 +76,8 @@ class Dynamics:
     temperature: float = 0.0
     momentum: float = 0.0
     weight_decay: float = 0.0
+    egr_mu: float = 0.0
+    reg_lambda: float = 0.0
     lr_schedule: StepDecay | Piecewise | tuple | None = None
     loss: str = "mean_half"
 
@@ -90,6 +95,8 @@ class Dynamics:
         if m >= 1:
             raise ValueError(f"momentum must be in [0, 1), got {m}")
         positive("weight_decay", self.weight_decay, strict=False)
+        positive("egr_mu", self.egr_mu, strict=False)
+        positive("reg_lambda", self.reg_lambda, strict=False)
         choice("loss", self.loss, NORMALIZATIONS)
         if isinstance(self.lr_schedule, (list, np.ndarray)):
             object.__setattr__(self, "lr_schedule", tuple(float(x) for x in self.lr_schedule))
@@ -127,6 +134,8 @@ class Dynamics:
             "temperature": float(self.temperature),
             "momentum": float(self.momentum),
             "weight_decay": float(self.weight_decay),
+            "egr_mu": float(self.egr_mu),
+            "reg_lambda": float(self.reg_lambda),
             "loss": self.loss,
         }
 

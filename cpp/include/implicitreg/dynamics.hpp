@@ -5,7 +5,10 @@
 //               replacement within an epoch; the stream of permutations runs across steps)
 //   label noise: y_i + sigma * eps with eps gaussian N(0,1), uniform U(-sqrt3, sqrt3) or a random
 //               sign, drawn fresh for every label a step uses (so sigma is always the std. dev.)
-//   update:     g = grad L_batch + weight_decay * theta; heavy ball v = momentum * v + g;
+//   explicit:   g = grad [L_batch + egr_mu ||grad L_batch||^2 + reg_lambda (n/B) R_batch], with
+//               R_batch = sum over the batch of ||d f(x_i)/d theta||^2 (so (n/B) R_batch is an
+//               unbiased estimate of R); EGR costs one R-op pass, the R term one more backward
+//   update:     g += weight_decay * theta; heavy ball v = momentum * v + g;
 //               theta -= lr(step) * v; then parameter noise: theta += param_sigma * xi
 //               (isotropic Gaussian) or theta += sqrt(2 lr T) * xi (Langevin / SGLD, temperature T).
 #pragma once
@@ -40,6 +43,8 @@ struct DynamicsConfig {
   double temperature = 0.0;
   double momentum = 0.0;
   double weight_decay = 0.0;
+  double egr_mu = 0.0;      // explicit gradient regularization (Barrett & Dherin)
+  double reg_lambda = 0.0;  // explicit implicit-regularizer term (Blanc et al.)
   LossNorm loss;
 };
 

@@ -16,6 +16,7 @@
 
 #include "dynamics.hpp"
 #include "objective.hpp"
+#include "second_order.hpp"
 
 #ifdef IMPLICITREG_HAS_OPENMP
 #include <omp.h>
@@ -108,9 +109,10 @@ class Simulation {
  private:
   struct ReplicaWork {
     typename Model::Workspace step_ws, eval_ws;
+    SecondOrderWorkspace<Model> so_ws;  // explicit regularizers only
     std::vector<Index> idx;
     RowMat<T> Xb, Yb;
-    Vec<T> theta, velocity, grad;
+    Vec<T> theta, velocity, grad, reg_grad;
   };
 
   void run_replica(Index r, std::int64_t begin, std::int64_t end) {
@@ -121,6 +123,7 @@ class Simulation {
     w.theta = theta_.row(r).transpose();
     if (dyn_.momentum != 0.0) w.velocity = velocity_.row(r).transpose();
     w.grad.resize(p);
+    if (dyn_.reg_lambda != 0.0) w.reg_grad.resize(p);
     BatchSampler sampler(dyn_, n);
     Schedule schedule(dyn_, begin);
     const Index B = sampler.batch_size();
@@ -145,10 +148,19 @@ class Simulation {
             w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
       }
       const MatRef<T> Xb = full ? MatRef<T>(X_) : MatRef<T>(w.Xb);
-      model_.forward(w.theta.data(), Xb, w.step_ws);
-      w.Yb = static_cast<T>(2 * c) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
-      model_.seed_output(w.Yb, w.step_ws);
-      model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
+      if (dyn_.egr_mu != 0.0) {
+        egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
+                      w.grad.data());
+      } else {
+        model_.forward(w.theta.data(), Xb, w.step_ws);
+        w.Yb = static_cast<T>(2 * c) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
+        model_.seed_output(w.Yb, w.step_ws);
+        model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
+      }
+      if (dyn_.reg_lambda != 0.0) {
+        regularizer_and_grad(model_, w.theta.data(), Xb, w.so_ws, w.reg_grad.data());
+        w.grad += static_cast<T>(dyn_.reg_lambda * static_cast<double>(n) / B) * w.reg_grad;
+      }
       update(w, schedule.at(s), r, s);
       if (!std::isfinite(static_cast<double>(w.theta.sum()))) {
         diverged_at_[r] = s + 1;
