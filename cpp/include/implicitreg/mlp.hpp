@@ -81,28 +81,21 @@ class MLP {
     prepare(ws, X.rows());
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const Layer& ly = layers_[l];
-      ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
       RowMat<T>& Z = ws.Z[l];
       if (X.rows() == 1) {
-        // One sample: matrix-vector work, with the degenerate shapes of tiny nets spelled out
-        // (a width-1 input or output is an axpy or a dot, not a general product).
-        const T* a = l == 0 ? X.data() : ws.A[l - 1].data();
-        VecMap<T> z(Z.data(), ly.out);
-        if (ly.in == 1)
-          z = W.col(0) * a[0];
-        else if (ly.out == 1)
-          z[0] = W.row(0).dot(ConstVecMap<T>(a, ly.in).transpose());
-        else
-          z.noalias() = W * ConstVecMap<T>(a, ly.in);
-        if (ly.bias) z += ConstVecMap<T>(theta + ly.b_offset, ly.out);
+        layer_forward_one(ly, theta, l == 0 ? X.data() : ws.A[l - 1].data(), Z.data());
       } else {
+        ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
         if (l == 0)
           Z.noalias() = X * W.transpose();
         else
           Z.noalias() = ws.A[l - 1] * W.transpose();
         if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
       }
-      apply_activation<T>(ly.act, Z, ws.A[l]);
+      if (X.rows() == 1 && ly.act == Activation::relu)
+        relu_one(Z.data(), ws.A[l].data(), ly.out);
+      else
+        apply_activation<T>(ly.act, Z, ws.A[l]);
     }
   }
 
@@ -142,23 +135,13 @@ class MLP {
   void backward(const T* theta, const MatRef<T>& X, Workspace& ws, T* grad) const {
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const Layer& ly = layers_[l];
-      MatMap<T> gW(grad + ly.w_offset, ly.out, ly.in);
-      const MatRef<T> input = l == 0 ? X : MatRef<T>(ws.A[l - 1]);
       if (X.rows() == 1) {
-        // One sample: the weight gradient is an outer product; the bias gradient is delta.
-        ConstVecMap<T> delta(ws.Delta[l].data(), ly.out);
-        if (ly.in == 1)
-          gW.col(0) = delta * input(0, 0);
-        else if (ly.out == 1)
-          gW.row(0) = delta[0] * input.row(0);
-        else
-          gW.noalias() = delta * input.row(0);
-        if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = delta;
-      } else {
-        gW.noalias() = ws.Delta[l].transpose() * input;
-        if (ly.bias)
-          VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
+        layer_backward_one(ly, theta, l == 0 ? X.data() : ws.A[l - 1].data(), l, ws, grad);
+        continue;
       }
+      MatMap<T> gW(grad + ly.w_offset, ly.out, ly.in);
+      gW.noalias() = ws.Delta[l].transpose() * (l == 0 ? X : MatRef<T>(ws.A[l - 1]));
+      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
       if (l > 0) propagate(theta, l, ws);
     }
   }
@@ -211,6 +194,85 @@ class MLP {
   }
 
  private:
+  // ---- one sample (rows == 1): the hot path of single-sample SGD on tiny nets ----------------
+  // Plain loops over contiguous rows, vectorised with `omp simd` (reductions included: an
+  // explicit, per-build fixed summation order, not -ffast-math). Width-1 inputs and outputs,
+  // the common shapes of small regression nets, are an axpy or a dot, not a general product.
+
+  static void relu_one(const T* z, T* a, Index n) {
+#pragma omp simd
+    for (Index j = 0; j < n; ++j) a[j] = z[j] > T(0) ? z[j] : T(0);
+  }
+
+  static T dot_one(const T* x, const T* y, Index n) {
+    T acc = 0;
+#pragma omp simd reduction(+ : acc)
+    for (Index k = 0; k < n; ++k) acc += x[k] * y[k];
+    return acc;
+  }
+
+  // z = W a + b for one input row a.
+  static void layer_forward_one(const Layer& ly, const T* theta, const T* a, T* z) {
+    const T* W = theta + ly.w_offset;
+    if (ly.out == 1) {
+      z[0] = dot_one(W, a, ly.in);
+    } else if (ly.in == 1) {
+      const T a0 = a[0];
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0;
+    } else {
+      VecMap<T>(z, ly.out).noalias() = ConstMatMap<T>(W, ly.out, ly.in) * ConstVecMap<T>(a, ly.in);
+    }
+    if (ly.bias) {
+      const T* b = theta + ly.b_offset;
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) z[j] += b[j];
+    }
+  }
+
+  // Gradient of layer l for one input row a (Delta[l] known), then Delta[l-1].
+  void layer_backward_one(const Layer& ly, const T* theta, const T* a, std::size_t l,
+                          Workspace& ws, T* grad) const {
+    const T* d = ws.Delta[l].data();
+    const T* W = theta + ly.w_offset;
+    T* gW = grad + ly.w_offset;
+    if (ly.in == 1) {  // outer product d a^T
+      const T a0 = a[0];
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) gW[j] = d[j] * a0;
+    } else {
+      for (Index j = 0; j < ly.out; ++j) {
+        const T dj = d[j];
+        T* row = gW + j * ly.in;
+#pragma omp simd
+        for (Index k = 0; k < ly.in; ++k) row[k] = dj * a[k];
+      }
+    }
+    if (ly.bias) std::copy(d, d + ly.out, grad + ly.b_offset);
+    if (l == 0) return;
+    T* prev = ws.Delta[l - 1].data();  // W^T d
+    if (ly.out == 1) {
+      const T d0 = d[0];
+#pragma omp simd
+      for (Index k = 0; k < ly.in; ++k) prev[k] = d0 * W[k];
+    } else if (ly.in == 1) {
+      prev[0] = dot_one(W, d, ly.out);
+    } else {
+      VecMap<T>(prev, ly.in).noalias() =
+          ConstMatMap<T>(W, ly.out, ly.in).transpose() * ConstVecMap<T>(d, ly.out);
+    }
+    const Activation act = layers_[l - 1].act;
+    if (act == Activation::relu) {
+      const T* z = ws.Z[l - 1].data();
+#pragma omp simd
+      for (Index k = 0; k < ly.in; ++k) prev[k] = z[k] > T(0) ? prev[k] : T(0);
+    } else if (act != Activation::identity) {
+      ws.D.resize(1, ly.in);
+      activation_derivative<T>(act, ws.Z[l - 1], ws.A[l - 1], ws.D);
+      VecMap<T>(prev, ly.in).array() *= ConstVecMap<T>(ws.D.data(), ly.in).array();
+    }
+  }
+
   std::vector<Layer> layers_;
   Index n_params_ = 0;
 };
