@@ -14,14 +14,13 @@ from pathlib import Path
 import implicitreg as ir
 import numpy as np
 import pytest
+from implicitreg._sweep_exec import plan, to_record
+from implicitreg._sweep_store import Store
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("zarr")
 distributed = pytest.importorskip("distributed")
 cloudpickle = pytest.importorskip("cloudpickle")
-
-from implicitreg._sweep_exec import plan, to_record
-from implicitreg._sweep_store import Store
 
 sweep_module = importlib.import_module("implicitreg.sweep")  # ir.sweep is the function
 # Worker processes cannot import this test module by name: ship its functions by value.
@@ -172,6 +171,8 @@ def test_simulate_task_routes_keys_and_checks_them_early():
         ir.sweep(fixed, {"lr": [0.1], "colour": [1]})  # before any process starts
     with pytest.raises(TypeError, match="cannot be called"):
         ir.sweep(lambda a: {}, {"b": [1]})
+    assert sweep_module._resolve("implicitreg.dynamics:LabelNoiseSGD", "x") is ir.LabelNoiseSGD
+    assert sweep_module._resolve("GD", "x") is ir.GD
 
 
 def test_models_and_tasks_pickle_without_compiled_objects():
@@ -185,9 +186,26 @@ def test_models_and_tasks_pickle_without_compiled_objects():
 
 
 def test_dict_results_with_named_dims():
-    rec = to_record({"a": np.zeros((2, 3)), "b": (("replica",), [1, 2]), "c": 1.5})
+    rec = to_record(
+        {
+            "a": np.zeros((2, 3)),
+            "b": (("replica",), [1, 2]),
+            "c": 1.5,
+            "d": ("replica", [3, 4]),
+            "e": (1.0, 2.0),
+        }
+    )
     assert rec["vars"]["a"][0] == ("a_dim_0", "a_dim_1") and rec["vars"]["b"][0] == ("replica",)
-    assert rec["vars"]["c"][0] == ()
+    assert rec["vars"]["c"][0] == () and rec["vars"]["d"][0] == ("replica",)
+    assert rec["vars"]["e"][0] == ("e_dim_0",)
+    summary = {
+        "fit": {"slope": 1.5, "ok": True},
+        "name": "drift",
+        "ragged": [[1, 2], [np.int64(3)]],
+    }
+    rec = to_record(summary)["vars"]
+    assert rec["fit.slope"] == ((), 1.5) and rec["name"][1] == "drift"
+    assert rec["ragged"][1] == "[[1, 2], [3]]"  # not an array: kept as JSON text
     with pytest.raises(TypeError, match="SimulationResult or a dict"):
         to_record([1, 2])
 
@@ -290,6 +308,7 @@ def test_user_function_list_grid_padding_and_threads(tmp_path):
             "threads": threads,
             "blas": blas,
             "pair": (("two",), [n, -n]),
+            "fit": {"label": f"n{n}"},  # nested (a JSON summary): variable "fit.label"
         }
 
     grid = [{"n": 2, "scale": 1.0}, {"n": 3, "scale": 0.5}]
@@ -297,6 +316,7 @@ def test_user_function_list_grid_padding_and_threads(tmp_path):
     assert ds["x"].dims == ("config", "x_dim_0") and list(ds["n"].values) == [2, 3]
     np.testing.assert_array_equal(ds["x"].values, [[0, 1, np.nan], [0, 0.5, 1]])
     assert ds["pair"].dtype == np.int64 and ds["pair"].values.tolist() == [[2, -2], [3, -3]]
+    assert ir.open_sweep(tmp_path / "s.zarr")["fit.label"].values.tolist() == ["n2", "n3"]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert (ds["threads"] * 2 <= max(cores, 2)).all() and (ds["blas"] == 1).all()
 

@@ -11,6 +11,7 @@ import concurrent.futures as cf
 import contextlib
 import functools
 import inspect
+import json
 import multiprocessing
 import os
 import pickle
@@ -66,19 +67,54 @@ def to_record(out) -> dict:
         return _result_record(out)
     if not isinstance(out, Mapping):
         raise TypeError(
-            f"a sweep task must return a SimulationResult or a dict of arrays, got {type(out).__name__}"
+            "a sweep task must return a SimulationResult or a dict of arrays, "
+            f"got {type(out).__name__}"
         )
     variables = {}
-    for name, value in out.items():
-        if isinstance(value, tuple) and len(value) == 2 and not np.isscalar(value[0]):
-            dims, value = tuple(value[0]), np.asarray(value[1])
+    for name, value in _flatten(out):
+        if isinstance(value, tuple) and len(value) == 2 and _are_dims(value[0]):
+            dims = (value[0],) if isinstance(value[0], str) else tuple(value[0])
+            value = np.asarray(value[1])
         else:
-            value = np.asarray(value)
+            value = _array(value)
             dims = tuple(f"{name}_dim_{i}" for i in range(value.ndim))
         if len(dims) != value.ndim:
             raise ValueError(f"result {name!r} has {value.ndim} dimensions but names {dims}")
-        variables[str(name)] = (dims, value)
+        variables[name] = (dims, value)
     return {"vars": variables, "coords": [], "attrs": {}}
+
+
+def _flatten(out: Mapping, prefix: str = ""):
+    """``(name, value)`` pairs; nested dicts (e.g. a JSON summary) become ``outer.inner`` names."""
+    for name, value in out.items():
+        if isinstance(value, Mapping):
+            yield from _flatten(value, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}", value
+
+
+def _array(x) -> np.ndarray:
+    """``x`` as an array; ragged or mixed data (not an array) as its JSON text."""
+    try:
+        a = np.asarray(x)
+    except ValueError:  # ragged nested lists
+        a = None
+    if a is None or a.dtype == object:
+        a = np.asarray(json.dumps(_jsonable(x)))
+    return a
+
+
+def _jsonable(x):
+    """``x`` with numpy scalars and arrays as Python numbers and lists (for JSON)."""
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    return x.tolist() if isinstance(x, (np.ndarray, np.generic)) else x
+
+
+def _are_dims(x) -> bool:
+    return isinstance(x, str) or (
+        isinstance(x, (tuple, list)) and all(isinstance(d, str) for d in x)
+    )
 
 
 def _result_record(r: SimulationResult) -> dict:
@@ -115,20 +151,6 @@ def run_task(task, config: dict, threads: int) -> dict:
     return to_record(task(**kwargs))
 
 
-# -- local backend: a spawn process pool --------------------------------------------------------
-_TASK = None
-_THREADS = 1
-
-
-def _init_local(payload: bytes, threads: int) -> None:
-    global _TASK, _THREADS
-    _TASK, _THREADS = pickle.loads(payload), threads
-
-
-def _run_local(config: dict) -> dict:
-    return run_task(_TASK, config, _THREADS)
-
-
 def dumps(task) -> bytes:
     """The task pickled once, with cloudpickle where installed: lambdas, functions defined in
     ``__main__`` or a notebook, and modules registered with ``register_pickle_by_value``
@@ -150,6 +172,7 @@ def run_payload(payload: bytes, config: dict, threads: int) -> dict:
     return run_task(_loads(payload), config, threads)
 
 
+# -- local backend: a spawn process pool --------------------------------------------------------
 @contextlib.contextmanager
 def _environ(values: dict[str, str]):
     """Set environment variables while worker processes are started (they inherit them)."""
@@ -170,8 +193,8 @@ def run_local(task, pending: dict, workers: int, threads: int, retries: int) -> 
 
     Worker processes are started with ``spawn`` (forking a process that has started OpenMP
     threads is unsafe) and with ``OMP_NUM_THREADS=threads`` and single-threaded BLAS. The task is
-    pickled once per worker. If a worker dies (segfault, out of memory) the pool is rebuilt and
-    the unfinished configurations resubmitted, at most ``retries`` times.
+    pickled once, and unpickled once per worker. If a worker dies (segfault, out of memory) the
+    pool is rebuilt and the unfinished configurations resubmitted, at most ``retries`` times.
     """
     payload = dumps(task)
     todo, broken = dict(pending), 0
@@ -180,13 +203,14 @@ def run_local(task, pending: dict, workers: int, threads: int, retries: int) -> 
         pool = cf.ProcessPoolExecutor(
             min(workers, len(todo)),
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_local,
-            initargs=(payload, threads),
         )
         finished = False
         try:
             with _environ(env):  # workers are started while the tasks are submitted
-                futures = {pool.submit(_run_local, config): key for key, config in todo.items()}
+                futures = {
+                    pool.submit(run_payload, payload, config, threads): key
+                    for key, config in todo.items()
+                }
             for fut in cf.as_completed(futures):
                 key = futures[fut]
                 try:

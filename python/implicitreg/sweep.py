@@ -116,10 +116,8 @@ def expand_grid(grid) -> Grid:
         coords = {
             d: (d, np.asarray([_label(v) for v in a])) for d, a in zip(dims, axes, strict=True)
         }
-        shape, spec = (
-            tuple(len(a) for a in axes),
-            {"axes": [[d, a] for d, a in zip(dims, axes, strict=True)]},
-        )
+        shape = tuple(len(a) for a in axes)
+        spec = {"axes": [[d, a] for d, a in zip(dims, axes, strict=True)]}
     elif isinstance(grid, Sequence) and not isinstance(grid, (str, bytes)):
         if not grid:
             raise ValueError("the grid is empty")
