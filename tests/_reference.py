@@ -31,8 +31,9 @@ def philox_block(counter, k) -> list[int]:
     value = sum(int(c) << (64 * i) for i, c in enumerate(counter)) - 1
     value %= 1 << 256
     words = [(value >> (64 * i)) & MASK for i in range(4)]
-    bitgen = np.random.Philox(counter=np.array(words, dtype=np.uint64),
-                              key=np.array(k, dtype=np.uint64))
+    bitgen = np.random.Philox(
+        counter=np.array(words, dtype=np.uint64), key=np.array(k, dtype=np.uint64)
+    )
     return [int(v) for v in bitgen.random_raw(4)]
 
 
@@ -143,8 +144,11 @@ def trajectory(model, theta, X, y, dyn, steps, seed=0, replica=0):
         v = dyn.momentum * v + g
         theta = theta - lr * v
         if dyn.param_noise != "none":
-            scale = dyn.param_sigma if dyn.param_noise == "gaussian" else math.sqrt(
-                2 * lr * dyn.temperature)
+            scale = (
+                dyn.param_sigma
+                if dyn.param_noise == "gaussian"
+                else math.sqrt(2 * lr * dyn.temperature)
+            )
             noise = Stream(seed, replica, s, "param_noise")
             theta = theta + scale * np.array([noise.normal() for _ in range(len(theta))])
         out.append(theta.copy())

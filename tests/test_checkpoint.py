@@ -32,7 +32,7 @@ SETUP = textwrap.dedent(
 
 def setup():
     scope: dict = {}
-    exec(SETUP, scope)
+    exec(SETUP, scope)  # noqa: S102 -- the same setup code runs in the child processes
     return scope
 
 
@@ -46,8 +46,9 @@ def assert_same(a, b):
 
 
 def start_child(script):
-    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def wait_for_checkpoint(path, child, timeout=60):
@@ -94,23 +95,27 @@ def test_sigint_writes_checkpoint_and_resume_is_bit_exact(tmp_path, uninterrupte
     print(f"Ctrl-C to exit: {latency:.3f} s")
 
     s = setup()
-    resumed = ir.simulate(s["net"], s["theta"], s["X"], s["y"], s["dyn"], checkpoint=path,
-                          **s["kwargs"])
+    resumed = ir.simulate(
+        s["net"], s["theta"], s["X"], s["y"], s["dyn"], checkpoint=path, **s["kwargs"]
+    )
     assert_same(resumed, uninterrupted)
 
 
 def test_crash_resumes_from_periodic_checkpoint(tmp_path, uninterrupted):
     path = tmp_path / "run.ckpt"
-    script = SETUP + f"\nir.simulate(net, theta, X, y, dyn, checkpoint={str(path)!r}, " \
-                     "checkpoint_every=0.0, **kwargs)\n"
+    script = (
+        SETUP + f"\nir.simulate(net, theta, X, y, dyn, checkpoint={str(path)!r}, "
+        "checkpoint_every=0.0, **kwargs)\n"
+    )
     child = start_child(script)
     wait_for_checkpoint(path, child)
     time.sleep(0.5)
     child.kill()  # no chance to clean up: the last periodic checkpoint must be intact
     child.communicate()
     s = setup()
-    resumed = ir.simulate(s["net"], s["theta"], s["X"], s["y"], s["dyn"], checkpoint=path,
-                          **s["kwargs"])
+    resumed = ir.simulate(
+        s["net"], s["theta"], s["X"], s["y"], s["dyn"], checkpoint=path, **s["kwargs"]
+    )
     assert_same(resumed, uninterrupted)
 
 
@@ -120,9 +125,9 @@ def test_checkpoint_of_another_configuration_is_refused(tmp_path):
     kw = dict(s["kwargs"], steps=1000, record_every=100, snapshot_every=0, burn_in=0)
     ir.simulate(s["net"], s["theta"], s["X"], s["y"], s["dyn"], checkpoint=path, **kw)
     other = ir.LabelNoiseSGD(lr=0.02, sigma=0.2, batch_size=2, momentum=0.5)
-    with pytest.raises(ValueError, match="different configuration.*dynamics"):
+    with pytest.raises(ValueError, match=r"different configuration.*dynamics"):
         ir.simulate(s["net"], s["theta"], s["X"], s["y"], other, checkpoint=path, **kw)
-    with pytest.raises(ValueError, match="different configuration.*data"):
+    with pytest.raises(ValueError, match=r"different configuration.*data"):
         ir.simulate(s["net"], s["theta"], s["X"], s["y"] + 1, s["dyn"], checkpoint=path, **kw)
     # A finished run's checkpoint resumes to the same result without running again.
     again = ir.simulate(s["net"], s["theta"], s["X"], s["y"], s["dyn"], checkpoint=path, **kw)

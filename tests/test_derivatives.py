@@ -29,10 +29,11 @@ import functools
 import inspect
 from dataclasses import dataclass
 
-import implicitreg as ir
 import numpy as np
 import pytest
 from scipy import special, stats
+
+import implicitreg as ir
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
 # L = coef * (1/n if mean else 1) * sum_i ||f(x_i) - y_i||^2

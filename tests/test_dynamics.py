@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _reference import trajectory
 
 import implicitreg as ir
-from _reference import trajectory
 
 STEPS = 12
 
@@ -32,15 +32,18 @@ RULES = {
     "momentum": ir.SGD(lr=0.05, batch_size=2, momentum=0.9),
     "weight_decay": ir.GD(lr=0.1, weight_decay=0.01),
     "step_decay": ir.LabelNoiseSGD(lr=0.1, sigma=0.1, lr_schedule=ir.StepDecay(at=(0.25, 0.5))),
-    "piecewise": ir.GD(lr=0.1, lr_schedule=ir.Piecewise(boundaries=(3, 7), values=(0.1, 0.2, 0.05))),
+    "piecewise": ir.GD(
+        lr=0.1, lr_schedule=ir.Piecewise(boundaries=(3, 7), values=(0.1, 0.2, 0.05))
+    ),
     "per_step_lr": ir.GD(lr=0.1, lr_schedule=np.linspace(0.1, 0.01, STEPS)),
     "sum_sq_loss": ir.LabelNoiseSGD(lr=0.02, sigma=0.2, batch_size=2, loss="sum_sq"),
     "mean_quarter_loss": ir.SGD(lr=0.1, batch_size=3, loss="mean_quarter"),
     "egr_gd": ir.GD(lr=0.1, egr_mu=0.05),
     "egr_label_noise": ir.LabelNoiseSGD(lr=0.1, sigma=0.3, batch_size=2, egr_mu=0.1),
     "explicit_reg_gd": ir.GD(lr=0.1, reg_lambda=0.01),
-    "explicit_reg_sgd": ir.LabelNoiseSGD(lr=0.1, sigma=0.3, batch_size=3, reg_lambda=0.02,
-                                         egr_mu=0.05, momentum=0.5),
+    "explicit_reg_sgd": ir.LabelNoiseSGD(
+        lr=0.1, sigma=0.3, batch_size=3, reg_lambda=0.02, egr_mu=0.05, momentum=0.5
+    ),
 }
 
 
@@ -48,8 +51,9 @@ RULES = {
 def test_rule_matches_reference(name):
     dyn = RULES[name]
     net, theta, X, y = problem()
-    res = ir.simulate(net, theta, X, y, dyn, steps=STEPS, seed=11, replicas=2,
-                      snapshot_every=1, progress=False)
+    res = ir.simulate(
+        net, theta, X, y, dyn, steps=STEPS, seed=11, replicas=2, snapshot_every=1, progress=False
+    )
     for replica in range(2):
         ref = trajectory(net, theta, X, y, dyn, STEPS, seed=11, replica=replica)
         np.testing.assert_allclose(res.snapshots[:, replica], ref, rtol=1e-12, atol=1e-14)
@@ -77,7 +81,8 @@ def test_float32_follows_float64():
     dyn = ir.LabelNoiseSGD(lr=0.1, sigma=0.3, batch_size=2)
     r64 = ir.simulate(net, theta, X, y, dyn, steps=50, seed=3, progress=False)
     f = np.float32
-    r32 = ir.simulate(net, theta.astype(f), X.astype(f), y.astype(f), dyn, steps=50, seed=3,
-                      progress=False)
+    r32 = ir.simulate(
+        net, theta.astype(f), X.astype(f), y.astype(f), dyn, steps=50, seed=3, progress=False
+    )
     assert r32.theta.dtype == np.float32
     np.testing.assert_allclose(r32.theta, r64.theta, rtol=1e-3, atol=1e-4)

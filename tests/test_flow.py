@@ -46,7 +46,7 @@ def test_gd_exact_balance_identity():
     net, theta, X, y = two_param()
     h = 0.01
     res = ir.simulate(net, theta, X, y, ir.GD(lr=h), steps=5, snapshot_every=1, progress=False)
-    for (a, b), (a1, b1) in zip(res.snapshots[:-1, 0], res.snapshots[1:, 0]):
+    for (a, b), (a1, b1) in zip(res.snapshots[:-1, 0], res.snapshots[1:, 0], strict=True):
         r = a * b - 0.6
         np.testing.assert_allclose(a1**2 - b1**2, (a**2 - b**2) * (1 - h**2 * r**2), rtol=1e-12)
 
@@ -57,8 +57,9 @@ def test_backward_error_orders():
     err_gf, err_mod = [], []
     for h in (0.02, 0.01, 0.005):
         steps = round(1.0 / h)
-        gd = ir.simulate(net, theta, X, y, ir.GD(lr=h), steps=steps, record_every=steps,
-                         progress=False).theta[0]
+        gd = ir.simulate(
+            net, theta, X, y, ir.GD(lr=h), steps=steps, record_every=steps, progress=False
+        ).theta[0]
         gf = ir.flow(net, theta, X, y, t_end=1.0, rtol=1e-12, atol=1e-14)[0]
         mod = ir.flow(net, theta, X, y, t_end=1.0, h=h, rtol=1e-12, atol=1e-14)[0]
         err_gf.append(np.linalg.norm(gd - gf))

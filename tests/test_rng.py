@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from implicitreg import _core
-
 from _reference import PURPOSE, Stream, key, philox_block
+
+from implicitreg import _core
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -23,12 +23,17 @@ def test_philox_matches_numpy(seed):
 def test_philox_known_answer_zero():
     # Random123's published known answer for Philox4x64-10 with zero counter and key.
     assert list(_core._philox([0, 0, 0, 0], [0, 0])) == [
-        0x16554D9ECA36314C, 0xDB20FE9D672D0FDC, 0xD7E772CEE186176B, 0x7E68B68AEC7BA23B]
+        0x16554D9ECA36314C,
+        0xDB20FE9D672D0FDC,
+        0xD7E772CEE186176B,
+        0x7E68B68AEC7BA23B,
+    ]
 
 
 @pytest.mark.parametrize("kind", ["normal", "uniform", "sign"])
-@pytest.mark.parametrize(("seed", "replica", "step", "purpose"), [(0, 0, 0, "label_noise"),
-                                                                 (7, 3, 10**9, "param_noise")])
+@pytest.mark.parametrize(
+    ("seed", "replica", "step", "purpose"), [(0, 0, 0, "label_noise"), (7, 3, 10**9, "param_noise")]
+)
 def test_transforms_match_reference(kind, seed, replica, step, purpose):
     ours = _core._draws(seed, replica, step, PURPOSE[purpose], kind, 9)
     s = Stream(seed, replica, step, purpose)

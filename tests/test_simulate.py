@@ -18,8 +18,17 @@ def problem():
 
 def test_result_shapes_and_record_steps():
     net, theta, X, y = problem()
-    res = ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=0.01, sigma=0.1), steps=1000,
-                      record_every=100, replicas=3, progress=False)
+    res = ir.simulate(
+        net,
+        theta,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=0.01, sigma=0.1),
+        steps=1000,
+        record_every=100,
+        replicas=3,
+        progress=False,
+    )
     assert res.theta.shape == (3, net.n_params)
     assert res.trace["loss"].shape == (3, 11) and res.trace["regularizer"].shape == (3, 11)
     np.testing.assert_array_equal(res.steps, np.arange(0, 1001, 100))
@@ -31,10 +40,21 @@ def test_result_shapes_and_record_steps():
 def test_recorded_scalars_equal_direct_evaluation():
     net, theta, X, y = problem()
     ref = net.init(seed=5)
-    res = ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=0.01, sigma=0.3, batch_size=2),
-                      steps=60, record_every=20, snapshot_every=20, reference=ref, seed=4,
-                      record=("loss", "regularizer", "grad_norm2", "param_norm", "distance"),
-                      probes=np.array([[-0.3], [0.7]]), progress=False)
+    res = ir.simulate(
+        net,
+        theta,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=0.01, sigma=0.3, batch_size=2),
+        steps=60,
+        record_every=20,
+        snapshot_every=20,
+        reference=ref,
+        seed=4,
+        record=("loss", "regularizer", "grad_norm2", "param_norm", "distance"),
+        probes=np.array([[-0.3], [0.7]]),
+        progress=False,
+    )
     for k, th in enumerate(res.snapshots[:, 0]):
         direct = {
             "loss": ir.loss(net, th, X, y),
@@ -45,8 +65,9 @@ def test_recorded_scalars_equal_direct_evaluation():
         }
         for name, value in direct.items():
             np.testing.assert_allclose(res.trace[name][0, k], value, rtol=1e-12, err_msg=name)
-        np.testing.assert_allclose(res.probe_outputs[k, 0],
-                                   net.predict(th, np.array([[-0.3], [0.7]])), rtol=1e-13)
+        np.testing.assert_allclose(
+            res.probe_outputs[k, 0], net.predict(th, np.array([[-0.3], [0.7]])), rtol=1e-13
+        )
     np.testing.assert_array_equal(res.probe_steps, res.steps)
 
 
@@ -62,12 +83,23 @@ def test_same_seed_same_trajectory_other_seed_differs():
     assert not np.array_equal(a.theta[0], a.theta[1])  # replicas have their own streams
 
 
-@pytest.mark.parametrize("dyn", [ir.LabelNoiseSGD(lr=0.01, sigma=0.1, batch_size=3, momentum=0.5),
-                                 ir.SGD(lr=0.01, batch_size=2, sampling="epochs",
-                                        param_noise="langevin", temperature=1e-4)])
+@pytest.mark.parametrize(
+    "dyn",
+    [
+        ir.LabelNoiseSGD(lr=0.01, sigma=0.1, batch_size=3, momentum=0.5),
+        ir.SGD(lr=0.01, batch_size=2, sampling="epochs", param_noise="langevin", temperature=1e-4),
+    ],
+)
 def test_thread_count_invariance(dyn):
     net, theta, X, y = problem()
-    kw = dict(steps=3000, record_every=500, seed=9, replicas=7, progress=False, moments=True)
+    kw = {
+        "steps": 3000,
+        "record_every": 500,
+        "seed": 9,
+        "replicas": 7,
+        "progress": False,
+        "moments": True,
+    }
     one = ir.simulate(net, theta, X, y, dyn, threads=1, **kw)
     two = ir.simulate(net, theta, X, y, dyn, threads=2, **kw)
     three = ir.simulate(net, theta, X, y, dyn, threads=3, **kw)
@@ -86,10 +118,11 @@ def test_replica_results_do_not_depend_on_replica_count():
 
 
 def test_per_replica_start():
-    net, theta, X, y = problem()
+    net, _, X, y = problem()
     starts = np.stack([net.init(seed=s) for s in range(3)])
-    res = ir.simulate(net, starts, X, y, ir.GD(lr=0.01), steps=10, record_every=10, replicas=3,
-                      progress=False)
+    res = ir.simulate(
+        net, starts, X, y, ir.GD(lr=0.01), steps=10, record_every=10, replicas=3, progress=False
+    )
     for r in range(3):
         single = ir.simulate(net, starts[r], X, y, ir.GD(lr=0.01), steps=10, progress=False)
         np.testing.assert_array_equal(res.theta[r], single.theta[0])
@@ -99,13 +132,25 @@ def test_per_replica_start():
 def test_moments_match_numpy_on_snapshots(diagonal):
     net, theta, X, y = problem()
     burn = 30
-    res = ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=0.05, sigma=0.5), steps=200,
-                      snapshot_every=1, moments="diagonal" if diagonal else True, burn_in=burn,
-                      replicas=2, progress=False)
+    res = ir.simulate(
+        net,
+        theta,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=0.05, sigma=0.5),
+        steps=200,
+        snapshot_every=1,
+        moments="diagonal" if diagonal else True,
+        burn_in=burn,
+        replicas=2,
+        progress=False,
+    )
     for r in range(2):
         samples = res.snapshots[burn + 1 :, r]
         assert res.moments.count[r] == len(samples)
-        np.testing.assert_allclose(res.moments.mean[r], samples.mean(axis=0), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(
+            res.moments.mean[r], samples.mean(axis=0), rtol=1e-12, atol=1e-14
+        )
         cov = np.cov(samples, rowvar=False)
         want = np.diag(cov) if diagonal else cov
         np.testing.assert_allclose(res.moments.cov[r], want, rtol=1e-9, atol=1e-16)
@@ -117,8 +162,9 @@ def test_divergence_stops_one_replica_and_keeps_records():
     y, theta = np.sin(3 * X[:, 0]), net.init(seed=0, scheme="xavier")
     starts = np.stack([theta, theta * 30.0])  # the second replica starts far too sharp
     with pytest.warns(ir.DivergenceWarning, match="1 of 2 replicas diverged"):
-        res = ir.simulate(net, starts, X, y, ir.GD(lr=0.1), steps=400, record_every=1, replicas=2,
-                          progress=False)
+        res = ir.simulate(
+            net, starts, X, y, ir.GD(lr=0.1), steps=400, record_every=1, replicas=2, progress=False
+        )
     assert res.diverged_at[0] == -1 and res.diverged_at[1] > 0
     k = res.diverged_at[1]
     assert np.isfinite(res.trace["loss"][1, :k]).all()
@@ -130,8 +176,17 @@ def test_divergence_bound():
     net, theta, X, y = problem()
     bound = 2 * ir.loss(net, theta, X, y)
     with pytest.warns(ir.DivergenceWarning):
-        res = ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=0.01, sigma=20.0), steps=2000,
-                          record_every=1, divergence_bound=bound, progress=False)
+        res = ir.simulate(
+            net,
+            theta,
+            X,
+            y,
+            ir.LabelNoiseSGD(lr=0.01, sigma=20.0),
+            steps=2000,
+            record_every=1,
+            divergence_bound=bound,
+            progress=False,
+        )
     k = res.diverged_at[0]
     assert 0 < k < 2000
     assert (res.trace["loss"][0, :k] <= bound).all() and res.trace["loss"][0, k] > bound
@@ -141,8 +196,16 @@ def test_divergence_bound():
 def test_large_step_warning():
     net, theta, X, y = problem()
     with pytest.warns(ir.DivergenceWarning, match="small-step regime"):
-        ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=5.0, sigma=0.1), steps=1,
-                    divergence_bound=1e300, progress=False)
+        ir.simulate(
+            net,
+            theta,
+            X,
+            y,
+            ir.LabelNoiseSGD(lr=5.0, sigma=0.1),
+            steps=1,
+            divergence_bound=1e300,
+            progress=False,
+        )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=1e-3, sigma=0.1), steps=1, progress=False)
@@ -150,8 +213,19 @@ def test_large_step_warning():
 
 def test_save_and_load_round_trip(tmp_path):
     net, theta, X, y = problem()
-    res = ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=0.01, sigma=0.1), steps=100,
-                      record_every=10, snapshot_every=50, moments=True, replicas=2, progress=False)
+    res = ir.simulate(
+        net,
+        theta,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=0.01, sigma=0.1),
+        steps=100,
+        record_every=10,
+        snapshot_every=50,
+        moments=True,
+        replicas=2,
+        progress=False,
+    )
     res.save(tmp_path / "run.npz")
     back = ir.load(tmp_path / "run.npz")
     np.testing.assert_array_equal(back.theta, res.theta)
@@ -164,8 +238,9 @@ def test_save_and_load_round_trip(tmp_path):
 def test_dataframe_exports():
     pd = pytest.importorskip("pandas")
     net, theta, X, y = problem()
-    res = ir.simulate(net, theta, X, y, ir.GD(lr=0.01), steps=10, record_every=5, replicas=2,
-                      progress=False)
+    res = ir.simulate(
+        net, theta, X, y, ir.GD(lr=0.01), steps=10, record_every=5, replicas=2, progress=False
+    )
     df = res.to_pandas()
     assert isinstance(df, pd.DataFrame) and len(df) == 2 * 3
     np.testing.assert_array_equal(df["loss"].to_numpy(), res.trace["loss"].ravel())

@@ -54,8 +54,18 @@ def stationary_loss_single_sample(X, lr):
 
 
 def measured(net, w_star, X, y, dyn, steps, burn_in, replicas=64):
-    res = ir.simulate(net, w_star, X, y, dyn, steps=steps, record_every=5, seed=7,
-                      replicas=replicas, progress=False)
+    res = ir.simulate(
+        net,
+        w_star,
+        X,
+        y,
+        dyn,
+        steps=steps,
+        record_every=5,
+        seed=7,
+        replicas=replicas,
+        progress=False,
+    )
     keep = res.steps > burn_in
     per_replica = res.trace["loss"][:, keep].mean(axis=1)
     return per_replica.mean(), per_replica.std(ddof=1) / np.sqrt(replicas)
@@ -66,9 +76,15 @@ def test_full_batch_label_noise_hovers_at_ou_prediction(noise):
     net, w_star, X, y = linear_problem()
     lr = 0.5 / np.linalg.eigvalsh(X.T @ X / N)[-1]
     predicted = stationary_loss_full_batch(X, lr)
-    mean, se = measured(net, w_star, X, y,
-                        ir.LabelNoiseSGD(lr=lr, sigma=SIGMA, noise=noise, batch_size="full"),
-                        steps=40_000, burn_in=2_000)
+    mean, se = measured(
+        net,
+        w_star,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=lr, sigma=SIGMA, noise=noise, batch_size="full"),
+        steps=40_000,
+        burn_in=2_000,
+    )
     assert se < 0.05 * predicted  # the test has the power to see a 20% error
     assert abs(mean - predicted) < 4 * se, (mean, predicted, se)
 
@@ -77,8 +93,15 @@ def test_single_sample_label_noise_hovers_at_exact_prediction():
     net, w_star, X, y = linear_problem()
     lr = 0.5 / np.max(np.sum(X**2, axis=1))
     predicted = stationary_loss_single_sample(X, lr)
-    mean, se = measured(net, w_star, X, y, ir.LabelNoiseSGD(lr=lr, sigma=SIGMA, batch_size=1),
-                        steps=100_000, burn_in=5_000)
+    mean, se = measured(
+        net,
+        w_star,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=lr, sigma=SIGMA, batch_size=1),
+        steps=100_000,
+        burn_in=5_000,
+    )
     assert se < 0.05 * predicted
     assert abs(mean - predicted) < 4 * se, (mean, predicted, se)
     # The small-step OU formula (kappa = sigma^2) is close but not exact here: it ignores the
@@ -97,9 +120,20 @@ def test_label_noise_decreases_regularizer_and_no_noise_does_not():
     start = ir.simulate(net, theta, X, y, ir.GD(lr=0.01), steps=100_000, progress=False).theta[0]
     assert ir.loss(net, start, X, y) < 1e-10
     r0 = ir.regularizer(net, start, X)
-    noisy = ir.simulate(net, start, X, y, ir.LabelNoiseSGD(lr=0.01, sigma=1.0), steps=300_000,
-                        record_every=100_000, replicas=4, seed=1, progress=False)
-    clean = ir.simulate(net, start, X, y, ir.SGD(lr=0.01), steps=300_000, record_every=100_000,
-                        progress=False)
+    noisy = ir.simulate(
+        net,
+        start,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=0.01, sigma=1.0),
+        steps=300_000,
+        record_every=100_000,
+        replicas=4,
+        seed=1,
+        progress=False,
+    )
+    clean = ir.simulate(
+        net, start, X, y, ir.SGD(lr=0.01), steps=300_000, record_every=100_000, progress=False
+    )
     assert (noisy.trace["regularizer"][:, -1] < 0.5 * r0).all()
     assert abs(clean.trace["regularizer"][0, -1] / r0 - 1) < 0.01

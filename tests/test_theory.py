@@ -16,16 +16,22 @@ def balanced_two_param():
     return net, np.array([1.0, 1.0]), np.array([[1.0]]), np.array([1.0])
 
 
-@pytest.mark.parametrize(("batch", "norm", "kappa"), [(1, "mean_half", 0.25), (4, "mean_half", 0.25 / 4),
-                                                      ("full", "mean_half", 0.25 / 8),
-                                                      ("full", "sum_sq", 0.5)])
+@pytest.mark.parametrize(
+    ("batch", "norm", "kappa"),
+    [
+        (1, "mean_half", 0.25),
+        (4, "mean_half", 0.25 / 4),
+        ("full", "mean_half", 0.25 / 8),
+        ("full", "sum_sq", 0.5),
+    ],
+)
 def test_noise_scale_table(batch, norm, kappa):
     # papers.md §1: sigma^2, sigma^2/B, sigma^2/n, and 2 sigma^2 for sum_sq (sigma = 0.5, n = 8).
     assert theory.noise_scale(0.5, batch, 8, norm) == pytest.approx(kappa, rel=1e-15)
 
 
 def test_ou_prediction_b1_closed_form():
-    net, theta, X, y = balanced_two_param()
+    net, theta, X, _ = balanced_two_param()
     pred = theory.ou_prediction(net, theta, X, lr=0.05, sigma=0.5)
     assert pred.loss == pytest.approx(0.05 * 0.25 * 2 / (2 * (2 - 0.05 * 2)), rel=1e-12)
     assert pred.loss == pytest.approx(0.006578947368421, rel=1e-9)
@@ -52,9 +58,20 @@ def test_ou_prediction_on_nonlinear_model_matches_simulation():
     net, theta, X, y = balanced_two_param()
     lr, sigma, R = 0.05, 0.5, 16
     pred = theory.ou_prediction(net, theta, X, lr=lr, sigma=sigma)
-    res = ir.simulate(net, theta, X, y, ir.LabelNoiseSGD(lr=lr, sigma=sigma, noise="sign"),
-                      steps=200_000, record_every=10, burn_in=1_000, moments=True, replicas=R,
-                      seed=3, progress=False)
+    res = ir.simulate(
+        net,
+        theta,
+        X,
+        y,
+        ir.LabelNoiseSGD(lr=lr, sigma=sigma, noise="sign"),
+        steps=200_000,
+        record_every=10,
+        burn_in=1_000,
+        moments=True,
+        replicas=R,
+        seed=3,
+        progress=False,
+    )
     keep = res.steps > 1_000
     per = res.trace["loss"][:, keep].mean(axis=1)
     se = per.std(ddof=1) / np.sqrt(R)
@@ -85,6 +102,7 @@ def test_igr_quantities():
     theta, X, y = net.init(seed=0), rng.standard_normal((5, 2)), rng.standard_normal(5)
     g = ir.grad(net, theta, X, y)
     assert theory.igr_modified_loss(net, theta, X, y, h=0.1) == pytest.approx(
-        ir.loss(net, theta, X, y) + 0.025 * g @ g, rel=1e-14)
+        ir.loss(net, theta, X, y) + 0.025 * g @ g, rel=1e-14
+    )
     assert theory.igr_rate(0.1, net.n_params) == pytest.approx(0.1 * net.n_params / 4)
     assert theory.igr_regularizer(net, theta, X, y) == pytest.approx(g @ g / net.n_params)

@@ -48,7 +48,9 @@ def load(path, fingerprint: dict) -> dict:
             raise ValueError(f"checkpoint {path} has an unknown format {meta.get('format')}")
         theirs = meta["fingerprint"]
         if theirs != fingerprint:
-            keys = sorted(k for k in set(theirs) | set(fingerprint) if theirs.get(k) != fingerprint.get(k))
+            keys = sorted(
+                k for k in set(theirs) | set(fingerprint) if theirs.get(k) != fingerprint.get(k)
+            )
             raise ValueError(
                 f"checkpoint {path} was written by a different configuration "
                 f"(differs in: {', '.join(keys)}); remove it or pass another checkpoint path"

@@ -43,7 +43,7 @@ class StepDecay:
         if any(not 0 < a < 1 for a in at) or list(at) != sorted(at):
             raise ValueError(f"StepDecay.at must be increasing fractions in (0, 1), got {at}")
         positive("StepDecay.factor", self.factor)
-        bounds = [int(round(a * steps)) for a in at]
+        bounds = [round(a * steps) for a in at]
         return bounds, [lr * self.factor**k for k in range(len(at) + 1)]
 
 
@@ -58,7 +58,9 @@ class Piecewise:
         b = [integer("Piecewise.boundaries", x, minimum=0) for x in self.boundaries]
         v = [positive("Piecewise.values", x) for x in self.values]
         if len(v) != len(b) + 1 or b != sorted(b):
-            raise ValueError("Piecewise needs increasing boundaries and len(values) = len(boundaries)+1")
+            raise ValueError(
+                "Piecewise needs increasing boundaries and len(values) = len(boundaries)+1"
+            )
         return b, v
 
 

@@ -15,8 +15,19 @@ from ._validate import inputs, positive, targets, theta_vector
 from .quantities import NORMALIZATIONS, grad
 
 
-def flow(model, theta, X, y, t_end, h=None, times=None, rtol=1e-10, atol=1e-12,
-         normalization: str = "mean_half", method: str = "DOP853") -> np.ndarray:
+def flow(
+    model,
+    theta,
+    X,
+    y,
+    t_end,
+    h=None,
+    times=None,
+    rtol=1e-10,
+    atol=1e-12,
+    normalization: str = "mean_half",
+    method: str = "DOP853",
+) -> np.ndarray:
     """Integrate gradient flow (``h=None``) or the IGR modified flow of step ``h``.
 
     Parameters
@@ -35,8 +46,11 @@ def flow(model, theta, X, y, t_end, h=None, times=None, rtol=1e-10, atol=1e-12,
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {normalization!r}")
     theta = theta_vector(model, theta).astype(np.float64)
-    X = inputs(model, X, np.float64) if np.asarray(X).dtype == np.float64 else inputs(
-        model, np.asarray(X, dtype=np.float64), np.float64)
+    X = (
+        inputs(model, X, np.float64)
+        if np.asarray(X).dtype == np.float64
+        else inputs(model, np.asarray(X, dtype=np.float64), np.float64)
+    )
     y = targets(model, np.asarray(y, dtype=np.float64), X.shape[0], np.float64)
     t_end = positive("t_end", t_end)
     times = np.array([t_end], dtype=float) if times is None else np.asarray(times, dtype=float)
@@ -53,8 +67,9 @@ def flow(model, theta, X, y, t_end, h=None, times=None, rtol=1e-10, atol=1e-12,
 
         return -(g + 0.5 * h * hvp(model, th, X, y, g, normalization=normalization))
 
-    sol = solve_ivp(velocity, (0.0, t_end), theta, method=method, t_eval=times, rtol=rtol,
-                    atol=atol)
+    sol = solve_ivp(
+        velocity, (0.0, t_end), theta, method=method, t_eval=times, rtol=rtol, atol=atol
+    )
     if not sol.success:
         raise RuntimeError(f"flow integration failed: {sol.message}")
     return sol.y.T.copy()

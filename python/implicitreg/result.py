@@ -59,10 +59,18 @@ class SimulationResult:
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
         if self.moments is not None:
-            arrays.update({"moments/mean": self.moments.mean, "moments/cov": self.moments.cov,
-                           "moments/count": self.moments.count})
-        meta = {"config": self.config, "completed_steps": self.completed_steps,
-                "trace_names": list(self.trace)}
+            arrays.update(
+                {
+                    "moments/mean": self.moments.mean,
+                    "moments/cov": self.moments.cov,
+                    "moments/count": self.moments.count,
+                }
+            )
+        meta = {
+            "config": self.config,
+            "completed_steps": self.completed_steps,
+            "trace_names": list(self.trace),
+        }
         with open(path, "wb") as f:
             np.savez(f, __meta__=np.array(json.dumps(meta)), **arrays)
 
@@ -90,7 +98,7 @@ def load(path) -> SimulationResult:
     """Read a result written by :meth:`SimulationResult.save`."""
     with np.load(path, allow_pickle=False) as z:
         meta = json.loads(str(z["__meta__"]))
-        get = lambda k: z[k] if k in z.files else None  # noqa: E731
+        get = lambda k: z[k] if k in z.files else None
         moments = None
         if "moments/mean" in z.files:
             moments = Moments(z["moments/mean"], z["moments/cov"], z["moments/count"])

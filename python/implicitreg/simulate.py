@@ -17,7 +17,8 @@ import warnings
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import _core, checkpoint as _checkpoint
+from . import _core
+from . import checkpoint as _checkpoint
 from ._validate import float_array, inputs, integer, positive, targets, theta_vector
 from .dynamics import Dynamics
 from .result import Moments, SimulationResult
@@ -139,7 +140,9 @@ def simulate(
         probe_every = 0
     else:
         probes_arr = inputs(model, probes, dtype)
-        probe_every = record_every if probe_every is None else integer("probe_every", probe_every, minimum=1)
+        probe_every = (
+            record_every if probe_every is None else integer("probe_every", probe_every, minimum=1)
+        )
     if "distance" in record and reference is None:
         raise ValueError("record 'distance' needs reference=")
     ref = np.zeros(model.n_params, dtype) if reference is None else theta_vector(model, reference)
@@ -161,8 +164,12 @@ def simulate(
     config = {
         "model": model._spec(),
         "dynamics": dynamics.to_dict(),
-        "run": {**spec, "records": list(record), "replicas": replicas,
-                "divergence_bound": divergence_bound},
+        "run": {
+            **spec,
+            "records": list(record),
+            "replicas": replicas,
+            "divergence_bound": divergence_bound,
+        },
         "dtype": str(dtype),
         "data": {"n": int(X.shape[0]), "sha256": _digest(X, y)},
         "theta0_sha256": _digest(theta0),
@@ -182,8 +189,14 @@ def simulate(
             _checkpoint.save(checkpoint, sim.get_state(), config)
 
     chunk, last_save = 1, time.monotonic()
-    bar = tqdm(total=steps, initial=sim.step, unit="step", disable=None if progress is None else not progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        total=steps,
+        initial=sim.step,
+        unit="step",
+        disable=None if progress is None else not progress,
+        dynamic_ncols=True,
+        leave=False,
+    )
     try:
         while sim.step < steps:
             start = time.perf_counter()
@@ -211,7 +224,7 @@ def _result(sim, config, record, model, n_probes) -> SimulationResult:
     st = sim.get_state()
     spec = config["run"]
     done = int(st["step"])
-    marks = lambda every: np.arange(0, done + 1, every, dtype=np.int64) if every else None  # noqa: E731
+    marks = lambda every: np.arange(0, done + 1, every, dtype=np.int64) if every else None
     steps = marks(spec["record_every"])
     trace = {name: st["traces"][k, :, : len(steps)].copy() for k, name in enumerate(record)}
     R = st["theta"].shape[0]
@@ -234,9 +247,17 @@ def _result(sim, config, record, model, n_probes) -> SimulationResult:
         cov[count < 2] = np.nan
         moments = Moments(mean=st["moment_mean"].copy(), cov=cov, count=count.copy())
     return SimulationResult(
-        theta=st["theta"].copy(), trace=trace, steps=steps, diverged_at=st["diverged_at"].copy(),
-        snapshots=snapshots, snapshot_steps=snapshot_steps, probe_outputs=probe_outputs,
-        probe_steps=probe_steps, moments=moments, config=config, completed_steps=done,
+        theta=st["theta"].copy(),
+        trace=trace,
+        steps=steps,
+        diverged_at=st["diverged_at"].copy(),
+        snapshots=snapshots,
+        snapshot_steps=snapshot_steps,
+        probe_outputs=probe_outputs,
+        probe_steps=probe_steps,
+        moments=moments,
+        config=config,
+        completed_steps=done,
     )
 
 
@@ -246,7 +267,8 @@ def _warn_divergence(result: SimulationResult) -> None:
         warnings.warn(
             f"{bad.size} of {len(result.diverged_at)} replicas diverged (replica {bad[0]} at step "
             f"{result.diverged_at[bad[0]]}); they stopped there, their later records are NaN",
-            DivergenceWarning, stacklevel=3,
+            DivergenceWarning,
+            stacklevel=3,
         )
 
 
@@ -285,5 +307,6 @@ def _warn_if_large_step(model, theta, X, dynamics: Dynamics, batch: int) -> None
         warnings.warn(
             f"{what} = {h:.3g} > 2 at the start: the run leaves the small-step regime "
             "(expect catapult / edge-of-stability behaviour rather than the label-noise OU picture)",
-            DivergenceWarning, stacklevel=3,
+            DivergenceWarning,
+            stacklevel=3,
         )

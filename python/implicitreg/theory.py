@@ -32,7 +32,7 @@ _COEF = {"mean_half": 0.5, "mean": 1.0, "mean_quarter": 0.25, "sum_half": 0.5, "
 def _batch(batch_size, n):
     if batch_size == "full":
         return n
-    if not isinstance(batch_size, (int, np.integer)) or not 1 <= batch_size:
+    if not isinstance(batch_size, (int, np.integer)) or not batch_size >= 1:
         raise ValueError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
     return int(batch_size)
 
@@ -70,8 +70,9 @@ class OUPrediction:
     loss: float  # predicted stationary excess (clean, full-data) loss
 
 
-def ou_prediction(model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half",
-                  rtol=1e-10) -> OUPrediction:
+def ou_prediction(
+    model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half", rtol=1e-10
+) -> OUPrediction:
     """Stationary covariance and excess loss of label-noise SGD around a zero-loss theta*."""
     lr = positive("lr", lr)
     theta_star = theta_vector(model, theta_star)
@@ -86,8 +87,9 @@ def ou_prediction(model, theta_star, X, lr, sigma, batch_size=1, normalization="
         raise ValueError(f"lr * lambda_max(H) = {lr * lam.max():.3g} >= 2: no stationary state")
     S = (U * (lr * kappa / (2 - lr * lam))) @ U.T
     H_full = effective_hessian(model, theta_star, X, "full", normalization)
-    return OUPrediction(cov=S, hessian=H, kappa=kappa, eigenvalues=lam,
-                        loss=0.5 * float(np.trace(H_full @ S)))
+    return OUPrediction(
+        cov=S, hessian=H, kappa=kappa, eigenvalues=lam, loss=0.5 * float(np.trace(H_full @ S))
+    )
 
 
 def ou_covariance(model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half"):
