@@ -10,7 +10,8 @@
 //               unbiased estimate of R); EGR costs one R-op pass, the R term one more backward
 //   update:     g += weight_decay * theta; heavy ball v = momentum * v + g;
 //               theta -= lr(step) * v; then parameter noise: theta += param_sigma * xi
-//               (isotropic Gaussian) or theta += sqrt(2 lr T) * xi (Langevin / SGLD, temperature T).
+//               (isotropic Gaussian) or theta += sqrt(2 lr T) * xi (Langevin / SGLD, temperature
+//               T).
 #pragma once
 
 #include <algorithm>

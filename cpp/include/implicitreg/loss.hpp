@@ -1,5 +1,5 @@
-// Squared-loss normalisations, in one place. For a set of m samples with residuals r_i = f(x_i) - y_i
-// (vectors for vector outputs), L = coef * (1/m if per_sample_mean) * sum_i ||r_i||^2:
+// Squared-loss normalisations, in one place. For a set of m samples with residuals r_i = f(x_i) -
+// y_i (vectors for vector outputs), L = coef * (1/m if per_sample_mean) * sum_i ||r_i||^2:
 //   mean_half    L = 1/(2m) sum ||r_i||^2   (default; m = batch size in a minibatch step)
 //   mean         L = 1/m    sum ||r_i||^2
 //   mean_quarter L = 1/(4m) sum ||r_i||^2

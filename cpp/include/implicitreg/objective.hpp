@@ -12,9 +12,9 @@ using ScalarOf = typename Model::Scalar;
 
 // L = c * sum ||F - Y||^2 after a forward pass on X.
 template <class Model>
-double loss_value(const Model& model, const ScalarOf<Model>* theta, const MatRef<ScalarOf<Model>>& X,
-                  const MatRef<ScalarOf<Model>>& Y, const LossNorm& norm,
-                  typename Model::Workspace& ws) {
+double loss_value(const Model& model, const ScalarOf<Model>* theta,
+                  const MatRef<ScalarOf<Model>>& X, const MatRef<ScalarOf<Model>>& Y,
+                  const LossNorm& norm, typename Model::Workspace& ws) {
   model.forward(theta, X, ws);
   const double c = norm.scale(X.rows());
   return c * static_cast<double>((model.outputs(ws) - Y).squaredNorm());

@@ -100,7 +100,8 @@ class Stream {
 
 struct Key {
   std::uint64_t k0, k1;
-  explicit Key(std::uint64_t seed) : k0(splitmix64(seed)), k1(splitmix64(seed ^ 0x6A09E667F3BCC909ULL)) {}
+  explicit Key(std::uint64_t seed)
+      : k0(splitmix64(seed)), k1(splitmix64(seed ^ 0x6A09E667F3BCC909ULL)) {}
   Stream stream(std::uint64_t replica, std::uint64_t step, Purpose purpose) const {
     return Stream(k0, k1, replica, step, purpose);
   }
