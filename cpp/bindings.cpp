@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <implicitreg/diagonal_linear.hpp>
+#include <implicitreg/matrix_sensing.hpp>
 #include <implicitreg/mlp.hpp>
 #include <implicitreg/objective.hpp>
 #include <implicitreg/rng.hpp>
@@ -271,6 +273,25 @@ void bind_scalar(py::module_& m, const std::string& suffix) {
   bind_model_methods<Net>(cls, m, "SimulationMLP" + suffix);
 }
 
+template <class T>
+void bind_matrix_sensing(py::module_& m, const std::string& suffix) {
+  using Model = MatrixSensing<T>;
+  py::class_<Model> cls(m, ("MatrixSensing" + suffix).c_str(), py::module_local());
+  cls.def(py::init<Index, Index, bool>(), py::arg("d"), py::arg("k"), py::arg("asymmetric"));
+  bind_model_methods<Model>(cls, m, "SimulationMatrixSensing" + suffix);
+}
+
+template <class T>
+void bind_diagonal(py::module_& m, const std::string& suffix) {
+  using Model = DiagonalLinear<T>;
+  py::class_<Model> cls(m, ("DiagonalLinear" + suffix).c_str(), py::module_local());
+  cls.def(py::init([](Index d, const std::string& kind) {
+            return new Model(d, diagonal_kind_from_name(kind));
+          }),
+          py::arg("d"), py::arg("kind"));
+  bind_model_methods<Model>(cls, m, "SimulationDiagonalLinear" + suffix);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
@@ -304,6 +325,10 @@ PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
                             std::to_string(EIGEN_MINOR_VERSION);
   bind_scalar<double>(m, "_f64");
   bind_scalar<float>(m, "_f32");
+  bind_matrix_sensing<double>(m, "_f64");
+  bind_matrix_sensing<float>(m, "_f32");
+  bind_diagonal<double>(m, "_f64");
+  bind_diagonal<float>(m, "_f32");
 
   // Known-answer hooks for the generator (tests only).
   m.def("_philox", [](std::array<std::uint64_t, 4> ctr, std::array<std::uint64_t, 2> key) {

@@ -14,11 +14,11 @@ R(theta) = sum_i ||grad_theta f(x_i)||^2, and more.
 
 from __future__ import annotations
 
-from . import _core, theory
+from . import _core, problems, theory
 from ._core import __version__
 from .flow import flow
 from .dynamics import GD, SGD, Dynamics, LabelNoiseSGD, Piecewise, StepDecay
-from .models import MLP
+from .models import MLP, DiagonalLinear, MatrixSensing
 from .quantities import grad, loss, regularizer
 from .result import Moments, SimulationResult, load
 from .second_order import gnvp, hessian, hessian_trace, hvp, ntk, regularizer_grad, sharpness
@@ -36,9 +36,11 @@ __all__ = [
     "GD",
     "MLP",
     "SGD",
+    "DiagonalLinear",
     "DivergenceWarning",
     "Dynamics",
     "LabelNoiseSGD",
+    "MatrixSensing",
     "Moments",
     "Piecewise",
     "SimulateTask",
@@ -57,6 +59,7 @@ __all__ = [
     "loss",
     "ntk",
     "open_sweep",
+    "problems",
     "regularizer",
     "regularizer_grad",
     "sharpness",

@@ -36,6 +36,9 @@ def theta_vector(model, theta) -> np.ndarray:
 
 
 def inputs(model, X, dtype) -> np.ndarray:
+    prepare = getattr(model, "_prepare_inputs", None)
+    if prepare is not None:  # a model whose samples are not plain rows (matrix sensing)
+        return prepare(X, dtype)
     arr = float_array("X", X, dtype)
     if arr.ndim == 1 and model.n_in == 1:
         arr = arr[:, None]

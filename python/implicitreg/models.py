@@ -1,18 +1,25 @@
 """Models: architecture descriptions whose numerics live in the C++ core.
 
 A model is an immutable description; parameters are one flat numpy vector ``theta``. The
-compiled object for each float type is built once, on first use.
+compiled object for each float type is built once, on first use. Every model works with every
+function of the package (``simulate``, ``loss``, ``grad``, ``regularizer``, ``hvp``, ...):
+
+* :class:`MLP`: fully connected networks (deep linear networks and the two-parameter model of
+  Barrett & Dherin are MLPs with identity activations and no bias, see its docstring);
+* :class:`MatrixSensing`: f(A) = <A, U U^T> (or <A, U V^T>), the samples are matrices;
+* :class:`DiagonalLinear`: f(x) = <u*u - v*v, x>, <u*v, x> or <w*w, x>.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
 from . import _core
-from ._validate import choice, float_array, inputs, integer, theta_vector
+from ._validate import choice, float_array, inputs, integer, positive, theta_vector
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
 INIT_SCHEMES = ("he", "xavier", "normal")
@@ -38,7 +45,13 @@ class MLP:
     -----
     Flat layout of ``theta``: for each layer in order, its weight ``W`` of shape ``(out, in)``
     in row-major order (as ``torch.nn.Linear.weight``), then its bias ``b`` if it has one. This
-    is the order of ``torch.nn.Sequential.parameters()``.
+    is the order of ``torch.nn.Sequential.parameters()``. :meth:`from_torch` and
+    :meth:`to_torch` convert from and to a ``torch.nn.Sequential``.
+
+    Linear models are MLPs with identity activations and no bias: the two-parameter model of
+    Barrett & Dherin, f(x) = a b x, is ``MLP([1, 1, 1], activation="identity", bias=False)``
+    with ``theta = [b, a]``; a deep linear network of depth 3 and width 50 is
+    ``MLP([d, 50, 50, 1], activation="identity", bias=False)``.
     """
 
     sizes: tuple[int, ...]
@@ -104,6 +117,24 @@ class MLP:
 
     def _simulation_class(self, dtype):
         return _core.SimulationMLP_f64 if np.dtype(dtype) == np.float64 else _core.SimulationMLP_f32
+
+    @classmethod
+    def from_torch(cls, module) -> tuple[MLP, np.ndarray]:
+        """``(model, theta)`` of a ``torch.nn.Sequential`` of ``Linear`` layers and activations.
+
+        Supported modules: ``Linear``, ``ReLU``, ``Tanh``, ``Sigmoid``, ``Softplus`` (beta = 1),
+        ``Identity`` and nested ``Sequential``; at most one activation after each ``Linear``
+        (none: identity). ``theta`` has the parameters' dtype (float32 or float64).
+        """
+        from ._torch_interop import mlp_from_torch
+
+        return mlp_from_torch(cls, module)
+
+    def to_torch(self, theta):
+        """A ``torch.nn.Sequential`` computing this model at ``theta``, in theta's dtype."""
+        from ._torch_interop import mlp_to_torch
+
+        return mlp_to_torch(self, theta_vector(self, theta))
 
     def _spec(self) -> dict:
         return {
@@ -180,3 +211,217 @@ class MLP:
         """
         theta = theta_vector(self, theta)
         return self._core(theta.dtype).jacobian(theta, inputs(self, X, theta.dtype))
+
+
+class _CoreModel:
+    """Plumbing of the models below: the compiled objects (built once per float type, not
+    pickled), the simulation class, and the evaluation methods."""
+
+    _core_name: ClassVar[str]
+
+    def _core(self, dtype):
+        dtype = np.dtype(dtype)
+        if dtype not in self._cores:
+            suffix = "_f64" if dtype == np.float64 else "_f32"
+            self._cores[dtype] = getattr(_core, self._core_name + suffix)(*self._core_args())
+        return self._cores[dtype]
+
+    def _simulation_class(self, dtype):
+        suffix = "_f64" if np.dtype(dtype) == np.float64 else "_f32"
+        return getattr(_core, "Simulation" + self._core_name + suffix)
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_cores"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _cores={})
+
+    def predict(self, theta, X) -> np.ndarray:
+        """Outputs ``f(x_i; theta)``, shape ``(n, 1)``."""
+        theta = theta_vector(self, theta)
+        return self._core(theta.dtype).predict(theta, inputs(self, X, theta.dtype))
+
+    def jacobian(self, theta, X) -> np.ndarray:
+        """Per-sample parameter gradients, shape ``(n, n_params)``."""
+        theta = theta_vector(self, theta)
+        return self._core(theta.dtype).jacobian(theta, inputs(self, X, theta.dtype))
+
+
+def _batched(model, theta) -> np.ndarray:
+    """theta as ``(p,)`` or ``(replicas, p)``, validated."""
+    arr = float_array("theta", theta)
+    if arr.shape[-1:] != (model.n_params,) or arr.ndim > 2:
+        raise ValueError(f"theta must have shape ({model.n_params},) or (replicas, "
+                         f"{model.n_params}), got {arr.shape}")
+    return arr
+
+
+@dataclass(frozen=True)
+class MatrixSensing(_CoreModel):
+    """Matrix sensing f(A; U) = <A, U U^T> (Frobenius), U of shape ``(d, k)``.
+
+    ``k = d`` is the overparametrised case. With ``asymmetric=True``, f(A; U, V) = <A, U V^T>
+    with U and V both ``(d, k)``.
+
+    Parameters: ``theta = U.ravel()`` (row-major), then ``V.ravel()`` if asymmetric
+    (:meth:`flatten`, :meth:`unflatten`). Inputs: the measurement matrices ``A_i``, as
+    ``X`` of shape ``(n, d, d)`` or ``(n, d * d)`` (row-major ``A_i.ravel()``); a full-batch
+    step is then two matrix-vector products over the ``(n, d*d)`` matrix. Per-sample gradients
+    are ``(A_i + A_i^T) U``, so R = sum_i ||(A_i + A_i^T) U||_F^2 (asymmetric:
+    sum_i ||A_i V||_F^2 + ||A_i^T U||_F^2). Problem helpers are in :mod:`implicitreg.problems`.
+    """
+
+    d: int
+    k: int | None = None
+    asymmetric: bool = False
+    _cores: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _core_name: ClassVar[str] = "MatrixSensing"
+
+    def __post_init__(self):
+        object.__setattr__(self, "d", integer("d", self.d, minimum=1))
+        object.__setattr__(self, "k", self.d if self.k is None else integer("k", self.k, minimum=1))
+        if not isinstance(self.asymmetric, (bool, np.bool_)):
+            raise TypeError(f"asymmetric must be a bool, got {type(self.asymmetric).__name__}")
+        object.__setattr__(self, "asymmetric", bool(self.asymmetric))
+
+    @property
+    def n_in(self) -> int:
+        return self.d * self.d
+
+    @property
+    def n_out(self) -> int:
+        return 1
+
+    @property
+    def n_params(self) -> int:
+        return (2 if self.asymmetric else 1) * self.d * self.k
+
+    def _core_args(self):
+        return (self.d, self.k, self.asymmetric)
+
+    def _spec(self) -> dict:
+        return {"model": "MatrixSensing", "d": self.d, "k": self.k, "asymmetric": self.asymmetric}
+
+    def _prepare_inputs(self, X, dtype) -> np.ndarray:
+        arr = float_array("X", X, dtype)
+        d = self.d
+        if arr.ndim == 3 and arr.shape[1:] == (d, d):
+            arr = arr.reshape(arr.shape[0], d * d)
+        elif arr.ndim != 2 or arr.shape[1] != d * d:
+            raise ValueError(f"X must hold measurement matrices of shape (n, {d}, {d}) or "
+                             f"(n, {d * d}), got {arr.shape}")
+        if arr.shape[0] < 1:
+            raise ValueError("X must contain at least one sample")
+        return np.ascontiguousarray(arr)
+
+    def init(self, seed: int = 0, scale: float = 1.0, dtype=np.float64) -> np.ndarray:
+        """Random factors with entries ``scale * N(0, 1) / sqrt(d)`` (U, then V), drawn with
+        ``numpy.random.default_rng(seed)`` in float64, cast to ``dtype``."""
+        rng = np.random.default_rng(integer("seed", seed))
+        theta = rng.standard_normal(self.n_params) * (positive("scale", scale, strict=False)
+                                                      / np.sqrt(self.d))
+        return theta.astype(dtype)
+
+    def unflatten(self, theta):
+        """``U`` of shape ``(d, k)``, or ``(U, V)`` if asymmetric (views of ``theta``)."""
+        theta = theta_vector(self, theta)
+        U = theta[: self.d * self.k].reshape(self.d, self.k)
+        return (U, theta[self.d * self.k :].reshape(self.d, self.k)) if self.asymmetric else U
+
+    def flatten(self, U, V=None) -> np.ndarray:
+        """Inverse of :meth:`unflatten`."""
+        U = float_array("U", U)
+        if U.shape != (self.d, self.k):
+            raise ValueError(f"U must have shape {(self.d, self.k)}, got {U.shape}")
+        if not self.asymmetric:
+            if V is not None:
+                raise ValueError("V is only for asymmetric=True")
+            return U.ravel().copy()
+        if V is None:
+            raise ValueError("an asymmetric model needs V")
+        V = float_array("V", V, U.dtype)
+        if V.shape != (self.d, self.k):
+            raise ValueError(f"V must have shape {(self.d, self.k)}, got {V.shape}")
+        return np.concatenate([U.ravel(), V.ravel()])
+
+    def product(self, theta) -> np.ndarray:
+        """The recovered matrix ``U U^T`` (or ``U V^T``), ``(d, d)``; for ``theta`` of shape
+        ``(replicas, p)``, ``(replicas, d, d)``."""
+        theta = _batched(self, theta)
+        dk = self.d * self.k
+        U = theta[..., :dk].reshape(*theta.shape[:-1], self.d, self.k)
+        V = theta[..., dk:].reshape(U.shape) if self.asymmetric else U
+        return U @ np.swapaxes(V, -1, -2)
+
+
+DIAGONAL_KINDS = ("u2-v2", "uv", "w2")
+
+
+@dataclass(frozen=True)
+class DiagonalLinear(_CoreModel):
+    """Diagonal linear network f(x) = <beta, x> on inputs ``(n, d)``, with
+
+    * ``kind="u2-v2"``: beta = u*u - v*v, ``theta = concat(u, v)`` (any sign of beta);
+    * ``kind="uv"``: beta = u*v, ``theta = concat(u, v)`` (a two-layer diagonal net; with d = 1
+      it is the two-parameter model f(x) = a b x);
+    * ``kind="w2"``: beta = w*w, ``theta = w`` (non-negative beta).
+
+    :meth:`beta` gives the effective linear predictor. R = sum_i ||grad f(x_i)||^2 =
+    sum_j (sum_i x_ij^2) c_j with c_j = 4(u_j^2 + v_j^2), u_j^2 + v_j^2 or 4 w_j^2.
+    """
+
+    d: int
+    kind: str = "u2-v2"
+    _cores: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _core_name: ClassVar[str] = "DiagonalLinear"
+
+    def __post_init__(self):
+        object.__setattr__(self, "d", integer("d", self.d, minimum=1))
+        choice("kind", self.kind, DIAGONAL_KINDS)
+
+    @property
+    def n_in(self) -> int:
+        return self.d
+
+    @property
+    def n_out(self) -> int:
+        return 1
+
+    @property
+    def n_params(self) -> int:
+        return self.d if self.kind == "w2" else 2 * self.d
+
+    def _core_args(self):
+        return (self.d, self.kind)
+
+    def _spec(self) -> dict:
+        return {"model": "DiagonalLinear", "d": self.d, "kind": self.kind}
+
+    def init(self, seed: int = 0, scale: float = 1.0, scheme: str = "constant",
+             dtype=np.float64) -> np.ndarray:
+        """Initial parameters. ``scheme="constant"`` (the usual start, beta = 0 except for w2):
+        u = v = scale (u2-v2), u = scale and v = 0 (uv), w = scale (w2); ``seed`` is unused.
+        ``"normal"``: i.i.d. ``scale * N(0, 1)`` from ``numpy.random.default_rng(seed)``."""
+        choice("scheme", scheme, ("constant", "normal"))
+        scale = positive("scale", scale, strict=False)
+        rng = np.random.default_rng(integer("seed", seed))
+        if scheme == "normal":
+            theta = scale * rng.standard_normal(self.n_params)
+        else:
+            theta = np.full(self.n_params, scale)
+            if self.kind == "uv":
+                theta[self.d :] = 0.0
+        return theta.astype(dtype)
+
+    def unflatten(self, theta):
+        """``(u, v)``, or ``w`` for kind w2 (views of ``theta``)."""
+        theta = theta_vector(self, theta)
+        return theta if self.kind == "w2" else (theta[: self.d], theta[self.d :])
+
+    def beta(self, theta) -> np.ndarray:
+        """Effective linear predictor, ``(d,)`` (``(replicas, d)`` for ``(replicas, p)``)."""
+        theta = _batched(self, theta)
+        if self.kind == "w2":
+            return theta * theta
+        u, v = theta[..., : self.d], theta[..., self.d :]
+        return u * u - v * v if self.kind == "u2-v2" else u * v

@@ -120,7 +120,8 @@ void backward(const MLP<T>& m, const T* theta, const MatRef<T>& X,
           ws.Delta[l].transpose() * layer_input(ws, X, l);
       if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
     }
-    if (l > 0) ws.G[l - 1].noalias() = ws.Delta[l] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
+    if (l > 0)
+      ws.G[l - 1].noalias() = ws.Delta[l] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
   }
 }
 
@@ -131,7 +132,8 @@ void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
   for (std::size_t l = 0; l < m.layers().size(); ++l) {
     const auto& ly = m.layers()[l];
     RowMat<T>& RZ = ws.RZ[l];
-    RZ.noalias() = layer_input(ws, X, l) * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in).transpose();
+    RZ.noalias() =
+        layer_input(ws, X, l) * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in).transpose();
     if (l > 0)
       RZ.noalias() += ws.RA[l - 1] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in).transpose();
     if (ly.bias) RZ.rowwise() += ConstVecMap<T>(u + ly.b_offset, ly.out).transpose();
@@ -143,9 +145,14 @@ void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
 
 // ---- MLP primitives ---------------------------------------------------------------------------
 
+// A batch X or Y for MLP<T>. T is not deduced from it (only from the model), so that a RowMat
+// argument converts to the Ref.
+template <class T>
+using BatchRef = MatRef<ScalarOf<MLP<T>>>;
+
 // J v as an (n x out) matrix: forward pass on X and forward tangents along v.
 template <class T>
-const RowMat<T>& jvp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const T* v,
+const RowMat<T>& jvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, const T* v,
                      SecondOrderWorkspace<MLP<T>>& ws) {
   so_detail::forward(m, theta, X, ws, false);
   so_detail::tangent(m, theta, v, X, ws);
@@ -155,7 +162,7 @@ const RowMat<T>& jvp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const 
 // out = J^T S for an (n x out) S (an expression is fine if it does not read ws.G), after jvp() or a
 // forward pass on the same X.
 template <class T, class Seed>
-void vjp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const Seed& S,
+void vjp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, const Seed& S,
          SecondOrderWorkspace<MLP<T>>& ws, T* out) {
   ws.G.back() = S;
   so_detail::backward(m, theta, X, ws, out);
@@ -165,7 +172,7 @@ void vjp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const Seed& S,
 // `grad` (u is read only after the gradient is complete: the EGR direction uses u = g); `hu`
 // must not overlap `u` or `grad`.
 template <class T>
-double loss_grad_hvp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const MatRef<T>& Y,
+double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, const BatchRef<T>& Y,
                      const LossNorm& norm, const T* u, SecondOrderWorkspace<MLP<T>>& ws, T* grad,
                      T* hu) {
   const auto& ls = m.layers();
@@ -204,12 +211,13 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const MatRef<T>& X, const 
 // P_l = d_l W_l) and s_l,i = ||a_{l-1,i}||^2 + 1[bias_l], the per-layer norm trick gives
 // R_o = sum_l sum_i s_l,i ||d_l,i||^2. Reverse mode through that program: bottom-up through the
 // d recursion (dbar_l = 2 s_l d_l + Pbar_l W_l^T, Pbar_l = dbar_{l-1} * act'_{l-1},
-// dR/dW_l += d_l^T Pbar_l, dR/d act'_{l-1} += dbar_{l-1} * P_l, dR/dA_{l-1} += 2 ||d_l||^2 A_{l-1}),
+// dR/dW_l += d_l^T Pbar_l, dR/d act'_{l-1} += dbar_{l-1} * P_l,
+// dR/dA_{l-1} += 2 ||d_l||^2 A_{l-1}),
 // accumulated over outputs; then once top-down through the forward pass with
 // dR/dZ_l = dR/dA_l * act_l' + dR/d act_l' * act_l''. The output bias enters only through act'',
 // so with an identity output its gradient is exactly 0.
 template <class T>
-double regularizer_and_grad(const MLP<T>& m, const T* theta, const MatRef<T>& X,
+double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& X,
                             SecondOrderWorkspace<MLP<T>>& ws, T* grad) {
   const auto& ls = m.layers();
   const std::size_t L = ls.size();
@@ -226,7 +234,9 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const MatRef<T>& X,
       ws.D1bar[l].setZero();
     }
   }
-  auto W = [&](std::size_t l) { return ConstMatMap<T>(theta + ls[l].w_offset, ls[l].out, ls[l].in); };
+  auto W = [&](std::size_t l) {
+    return ConstMatMap<T>(theta + ls[l].w_offset, ls[l].out, ls[l].in);
+  };
   for (Index o = 0; o < m.n_out(); ++o) {
     ws.d[L - 1].setZero();
     if (ls[L - 1].act == Activation::identity)

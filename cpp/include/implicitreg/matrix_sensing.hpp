@@ -1,0 +1,77 @@
+// Matrix sensing: f(A; U) = <A, U U^T> (symmetric factorisation) or <A, U V^T> (asymmetric),
+// U, V in R^{d x k} (k = d: overparametrised). A QuadraticModel (quadratic.hpp) with
+// phi(theta) = vec(U V^T), V = U in the symmetric case.
+//
+// theta: vec(U) row-major, then vec(V) row-major (asymmetric only). One sample is vec(A_i)
+// row-major (d*d numbers), so a batch is the (n x d^2) matrix whose products with vec(U V^T) and
+// with the residuals are a full-batch step: two matrix-vector products over A.
+// Gradients of <S, U V^T>: S V (for U) and S^T U (for V); symmetric: (S + S^T) U, so canonical()
+// symmetrises S once and pull_back is one (d x d)(d x k) product. Per-sample gradients are
+// (A_i + A_i^T) U, or (A_i V, A_i^T U): R_i = ||(A_i + A_i^T) U||_F^2 (+ the analogous sum).
+#pragma once
+
+#include <stdexcept>
+
+#include "quadratic.hpp"
+
+namespace implicitreg {
+
+template <class T>
+class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
+ public:
+  MatrixSensing(Index d, Index k, bool asymmetric) : d_(d), k_(k), asym_(asymmetric) {
+    if (d < 1 || k < 1) throw std::invalid_argument("d and k must be >= 1");
+  }
+
+  Index d() const { return d_; }
+  Index k() const { return k_; }
+  bool asymmetric() const { return asym_; }
+  Index n_params() const { return (asym_ ? 2 : 1) * d_ * k_; }
+  Index n_in() const { return d_ * d_; }
+
+  void phi(const T* theta, T* out) const {
+    MatMap<T>(out, d_, d_).noalias() = U(theta) * V(theta).transpose();
+  }
+
+  void tangent(const T* theta, const T* v, T* out) const {
+    MatMap<T> dM(out, d_, d_);
+    dM.noalias() = U(v) * V(theta).transpose();
+    dM.noalias() += U(theta) * V(v).transpose();
+  }
+
+  void canonical(T* g) const {
+    if (asym_) return;
+    MatMap<T> S(g, d_, d_);
+    for (Index i = 0; i < d_; ++i)
+      for (Index j = 0; j <= i; ++j) S(i, j) = S(j, i) = S(i, j) + S(j, i);
+  }
+
+  void pull_back(const T* theta, const T* g, T* out, bool add) const {
+    ConstMatMap<T> S(g, d_, d_);
+    MatMap<T> gU(out, d_, k_);
+    if (add)
+      gU.noalias() += S * V(theta);
+    else
+      gU.noalias() = S * V(theta);
+    if (!asym_) return;
+    MatMap<T> gV(out + d_ * k_, d_, k_);
+    if (add)
+      gV.noalias() += S.transpose() * U(theta);
+    else
+      gV.noalias() = S.transpose() * U(theta);
+  }
+
+ private:
+  ConstMatMap<T> U(const T* theta) const { return ConstMatMap<T>(theta, d_, k_); }
+  ConstMatMap<T> V(const T* theta) const {  // U itself in the symmetric case
+    return ConstMatMap<T>(theta + (asym_ ? d_ * k_ : 0), d_, k_);
+  }
+
+  Index d_, k_;
+  bool asym_;
+};
+
+template <class T>
+struct SecondOrderWorkspace<MatrixSensing<T>> : QuadraticSecondOrderWorkspace<T> {};
+
+}  // namespace implicitreg
