@@ -124,11 +124,15 @@ def w3() -> Workload:
     return Workload("W3", A.reshape(n, d * d), y, [], "", "full", 0.005, 0.1, 225_680, extra)
 
 
-def w4() -> Workload:
-    """Regularizer R = sum_i ||grad_theta f(x_i)||^2 at the W2 student; flops is that of R."""
+def w4(with_grad: bool = False) -> Workload:
+    """Regularizer R = sum_i ||grad_theta f(x_i)||^2 at the W2 student, all 256 inputs.
+
+    ``flops`` is that of one evaluation of R (W4-R) or of R and grad R (W4-RgR).
+    """
     X, y, layers = _w2_data()
     extra = {"R_ref": 32961.081266786, "flops_R": 70.8e6, "flops_RgR": 209.2e6}
-    return Workload("W4", X, y, layers, "tanh", "full", 0.0, 0.0, 70.8e6, extra)
+    name, flops = ("W4-RgR", 209.2e6) if with_grad else ("W4-R", 70.8e6)
+    return Workload(name, X, y, layers, "tanh", "full", 0.0, 0.0, flops, extra)
 
 
 def w5() -> Workload:
@@ -137,7 +141,16 @@ def w5() -> Workload:
     return Workload("W5", X, y, layers, "tanh", "full", 0.01, 0.1, 316.3e6, {"mu": 0.01})
 
 
-WORKLOADS = {"W1": w1, "W1b": w1b, "W2": w2, "W3": w3, "W4": w4, "W5": w5}
+WORKLOADS = {
+    "W1": w1,
+    "W1b": w1b,
+    "W2": w2,
+    "W3": w3,
+    "W4": w4,
+    "W4-R": w4,
+    "W4-RgR": lambda: w4(with_grad=True),
+    "W5": w5,
+}
 
 
 def get(name: str, dtype="float64") -> Workload:
