@@ -152,60 +152,81 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
       throw std::invalid_argument("theta, X, Y or v has the wrong shape for this model");
   };
   using SOWS = SecondOrderWorkspace<Model>;
+  // One workspace per thread and model type, shared by these methods and kept between calls: a
+  // fresh one per call costs page faults (kernel time) of the order of the compute itself at
+  // the W4/W5 sizes. One that grew past 64 MiB is dropped after the call, so that no large
+  // buffer outlives it. (`workspace` is not generic, so there is one thread_local, not one per
+  // method.)
+  auto workspace = []() -> SOWS& {
+    thread_local SOWS ws;
+    return ws;
+  };
+  auto cached = [workspace](auto&& compute) {
+    SOWS& ws = workspace();
+    const double value = compute(ws);
+    if (workspace_bytes(ws) > (std::size_t(64) << 20)) ws = SOWS();
+    return value;
+  };
   cls.def(
          "hvp",
-         [check](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, VecRef<T> v,
-                 const std::string& norm) {
+         [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+                         VecRef<T> v, const std::string& norm) {
            check(model, theta, X, &Y, &v);
            const LossNorm ln = LossNorm::from_name(norm);
            Vec<T> out(model.n_params());
            py::gil_scoped_release nogil;
-           SOWS ws;
-           hvp(model, theta.data(), X, Y, ln, v.data(), ws, out.data());
+           cached([&](SOWS& ws) {
+             hvp(model, theta.data(), X, Y, ln, v.data(), ws, out.data());
+             return 0.0;
+           });
            return out;
          },
          py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
          py::arg("v").noconvert(), py::arg("normalization"))
       .def(
           "gnvp",
-          [check](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, VecRef<T> v,
-                  const std::string& norm) {
+          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+                          VecRef<T> v, const std::string& norm) {
             check(model, theta, X, &Y, &v);  // G does not depend on Y; checked for symmetry
             const LossNorm ln = LossNorm::from_name(norm);
             Vec<T> out(model.n_params());
             py::gil_scoped_release nogil;
-            SOWS ws;
-            gnvp(model, theta.data(), X, ln, v.data(), ws, out.data());
+            cached([&](SOWS& ws) {
+              gnvp(model, theta.data(), X, ln, v.data(), ws, out.data());
+              return 0.0;
+            });
             return out;
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
           py::arg("v").noconvert(), py::arg("normalization"))
       .def(
           "regularizer_and_grad",
-          [check](const Model& model, VecRef<T> theta, MatRef<T> X) {
+          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X) {
             check(model, theta, X, nullptr, nullptr);
             Vec<T> g(model.n_params());
             double value;
             {
               py::gil_scoped_release nogil;
-              SOWS ws;
-              value = regularizer_and_grad(model, theta.data(), X, ws, g.data());
+              value = cached([&](SOWS& ws) {
+                return regularizer_and_grad(model, theta.data(), X, ws, g.data());
+              });
             }
             return py::make_tuple(value, g);
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert())
       .def(
           "egr_direction",
-          [check](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, double mu,
-                  const std::string& norm) {
+          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+                          double mu, const std::string& norm) {
             check(model, theta, X, &Y, nullptr);
             const LossNorm ln = LossNorm::from_name(norm);
             Vec<T> dir(model.n_params());
             double value;
             {
               py::gil_scoped_release nogil;
-              SOWS ws;
-              value = egr_direction(model, theta.data(), X, Y, ln, mu, ws, dir.data());
+              value = cached([&](SOWS& ws) {
+                return egr_direction(model, theta.data(), X, Y, ln, mu, ws, dir.data());
+              });
             }
             return py::make_tuple(value, dir);
           },

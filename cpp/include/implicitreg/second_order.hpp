@@ -51,6 +51,24 @@ struct SecondOrderWorkspace<MLP<T>> {
   Vec<T> hu;              // H g inside egr_direction
 };
 
+// Bytes held by a workspace: the bindings drop a cached one that grew large. 0 for models
+// without an overload (their workspaces are small).
+template <class W>
+std::size_t workspace_bytes(const W&) {
+  return 0;
+}
+
+template <class T>
+std::size_t workspace_bytes(const SecondOrderWorkspace<MLP<T>>& ws) {
+  std::size_t count = static_cast<std::size_t>(ws.r.size() + ws.rowsq.size() + ws.hu.size());
+  for (const auto* v : {&ws.base.Z, &ws.base.A, &ws.base.Delta, &ws.D1, &ws.D2, &ws.G, &ws.Delta,
+                        &ws.RZ, &ws.RA, &ws.RG, &ws.RDelta, &ws.d, &ws.P, &ws.dbar, &ws.Pbar,
+                        &ws.Abar, &ws.D1bar})
+    for (const auto& M : *v) count += static_cast<std::size_t>(M.size());
+  for (const auto& v : ws.s) count += static_cast<std::size_t>(v.size());
+  return count * sizeof(T);
+}
+
 namespace so_detail {
 
 // act'' is zero for these (relu: almost everywhere), so their curvature terms are skipped.
@@ -65,7 +83,13 @@ void size_layers(std::vector<RowMat<T>>& v, const MLP<T>& m, Index rows, bool in
 
 template <class T>
 void prepare(const MLP<T>& m, SecondOrderWorkspace<MLP<T>>& ws, Index rows) {
-  if (ws.rows == rows) return;
+  // A workspace may be reused with another model (bindings cache one per thread): check shapes.
+  const auto& ls = m.layers();
+  bool same = ws.rows == rows && ws.P.size() == ls.size();
+  for (std::size_t l = 0; same && l < ls.size(); ++l)
+    same = ws.D1[l].cols() == ls[l].out && ws.P[l].cols() == ls[l].in;
+  if (same) return;
+  ws.base.rows = -1;  // MLP::prepare checks only the row count
   for (auto* v : {&ws.D1, &ws.D2, &ws.G, &ws.Delta, &ws.RZ, &ws.RA, &ws.RG, &ws.RDelta, &ws.d,
                   &ws.dbar, &ws.Abar, &ws.D1bar})
     size_layers(*v, m, rows, false);
