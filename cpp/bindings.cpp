@@ -14,7 +14,6 @@
 #include <implicitreg/rng.hpp>
 #include <implicitreg/second_order.hpp>
 #include <implicitreg/simulation.hpp>
-
 #include <string>
 #include <vector>
 
@@ -169,8 +168,8 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
   };
   cls.def(
          "hvp",
-         [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
-                         VecRef<T> v, const std::string& norm) {
+         [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, VecRef<T> v,
+                         const std::string& norm) {
            check(model, theta, X, &Y, &v);
            const LossNorm ln = LossNorm::from_name(norm);
            Vec<T> out(model.n_params());
@@ -216,8 +215,8 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
           py::arg("theta").noconvert(), py::arg("X").noconvert())
       .def(
           "egr_direction",
-          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
-                          double mu, const std::string& norm) {
+          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, double mu,
+                          const std::string& norm) {
             check(model, theta, X, &Y, nullptr);
             const LossNorm ln = LossNorm::from_name(norm);
             Vec<T> dir(model.n_params());
@@ -241,9 +240,9 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
              return new Sim(model, X, Y, dynamics_from_dict(dyn), spec_from_dict(spec), theta0,
                             probes, reference);
            }),
-           py::arg("model"), py::arg("X").noconvert(), py::arg("Y").noconvert(), py::arg("dynamics"),
-           py::arg("spec"), py::arg("theta0").noconvert(), py::arg("probes").noconvert(),
-           py::arg("reference").noconvert())
+           py::arg("model"), py::arg("X").noconvert(), py::arg("Y").noconvert(),
+           py::arg("dynamics"), py::arg("spec"), py::arg("theta0").noconvert(),
+           py::arg("probes").noconvert(), py::arg("reference").noconvert())
       .def("run", &Sim::run, py::arg("steps"), py::arg("threads"),
            py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("step", &Sim::step)
@@ -257,13 +256,19 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
              st["theta"] = RowMat<T>(s.theta_);
              st["velocity"] = RowMat<T>(s.velocity_);
              st["diverged_at"] = to_array(s.diverged_at_, {R});
-             st["traces"] = to_array(s.traces_, {static_cast<py::ssize_t>(sp.records.size()), R,
-                                                 static_cast<py::ssize_t>(n_marks(sp.total_steps, sp.record_every))});
-             st["snapshots"] = to_array(s.snapshots_, {static_cast<py::ssize_t>(n_marks(sp.total_steps, sp.snapshot_every)), R, p});
-             st["probe_outputs"] = to_array(s.probe_out_, {static_cast<py::ssize_t>(s.probe_out_.size())});
-             st["moment_count"] = to_array(s.moment_count_, {static_cast<py::ssize_t>(s.moment_count_.size())});
+             st["traces"] = to_array(
+                 s.traces_, {static_cast<py::ssize_t>(sp.records.size()), R,
+                             static_cast<py::ssize_t>(n_marks(sp.total_steps, sp.record_every))});
+             st["snapshots"] = to_array(
+                 s.snapshots_,
+                 {static_cast<py::ssize_t>(n_marks(sp.total_steps, sp.snapshot_every)), R, p});
+             st["probe_outputs"] =
+                 to_array(s.probe_out_, {static_cast<py::ssize_t>(s.probe_out_.size())});
+             st["moment_count"] =
+                 to_array(s.moment_count_, {static_cast<py::ssize_t>(s.moment_count_.size())});
              st["moment_mean"] = RowMat<double>(s.moment_mean_);
-             st["moment_m2"] = to_array(s.moment_m2_, {static_cast<py::ssize_t>(s.moment_m2_.size())});
+             st["moment_m2"] =
+                 to_array(s.moment_m2_, {static_cast<py::ssize_t>(s.moment_m2_.size())});
              return st;
            })
       .def("set_state", [](Sim& s, const py::dict& st) {
@@ -362,11 +367,16 @@ PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
     Stream s = Key(seed).stream(replica, step, static_cast<Purpose>(purpose));
     Vec<double> out(count);
     for (Index i = 0; i < count; ++i) {
-      if (kind == "normal") out[i] = s.normal();
-      else if (kind == "uniform") out[i] = s.uniform();
-      else if (kind == "sign") out[i] = s.sign();
-      else if (kind == "raw") out[i] = static_cast<double>(s.next_u64() >> 11);
-      else throw std::invalid_argument("unknown kind");
+      if (kind == "normal")
+        out[i] = s.normal();
+      else if (kind == "uniform")
+        out[i] = s.uniform();
+      else if (kind == "sign")
+        out[i] = s.sign();
+      else if (kind == "raw")
+        out[i] = static_cast<double>(s.next_u64() >> 11);
+      else
+        throw std::invalid_argument("unknown kind");
     }
     return out;
   });

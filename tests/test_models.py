@@ -100,8 +100,9 @@ def test_sensing_regularizer_closed_form():
         else:
             U = model.unflatten(theta)
             want = [np.sum(((A + A.T) @ U) ** 2) for A in X]
-        np.testing.assert_allclose(ir.regularizer(model, theta, X, per_sample=True), want,
-                                   rtol=1e-12)
+        np.testing.assert_allclose(
+            ir.regularizer(model, theta, X, per_sample=True), want, rtol=1e-12
+        )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -191,8 +192,9 @@ def test_against_torch_func(name):
     f = torch_f(model, X)
     th, vt, yt = (torch.from_numpy(a) for a in (theta, v, y))
     np.testing.assert_allclose(model.predict(theta, X)[:, 0], f(th).numpy(), rtol=1e-12)
-    np.testing.assert_allclose(model.jacobian(theta, X), jacrev(f)(th).numpy(), rtol=1e-12,
-                               atol=1e-13)
+    np.testing.assert_allclose(
+        model.jacobian(theta, X), jacrev(f)(th).numpy(), rtol=1e-12, atol=1e-13
+    )
 
     def R(t):
         return (jacrev(f)(t) ** 2).sum()
@@ -206,11 +208,13 @@ def test_against_torch_func(name):
         def L(t, c=c):
             return c * ((f(t) - yt) ** 2).sum()
 
-        np.testing.assert_allclose(ir.grad(model, theta, X, y, normalization),
-                                   grad(L)(th).numpy(), rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(
+            ir.grad(model, theta, X, y, normalization), grad(L)(th).numpy(), rtol=1e-11, atol=1e-13
+        )
         Hv = jvp(grad(L), (th,), (vt,))[1].numpy()
-        np.testing.assert_allclose(ir.hvp(model, theta, X, y, v, normalization), Hv,
-                                   rtol=1e-11, atol=1e-13)
+        np.testing.assert_allclose(
+            ir.hvp(model, theta, X, y, v, normalization), Hv, rtol=1e-11, atol=1e-13
+        )
 
 
 # ---- every dynamics rule through simulate ------------------------------------------------------
@@ -224,17 +228,29 @@ def test_rule_matches_reference(name, rule):
     model, theta, X, y = problem(name, n=5, scale=0.5, sensing_scale=0.5)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ir.DivergenceWarning)
-        res = ir.simulate(model, theta, X, y, dyn, steps=STEPS, seed=11, replicas=2,
-                          snapshot_every=1, record=("loss", "regularizer", "grad_norm2"),
-                          progress=False)
+        res = ir.simulate(
+            model,
+            theta,
+            X,
+            y,
+            dyn,
+            steps=STEPS,
+            seed=11,
+            replicas=2,
+            snapshot_every=1,
+            record=("loss", "regularizer", "grad_norm2"),
+            progress=False,
+        )
     for replica in range(2):
         ref = trajectory(model, theta, X, y, dyn, STEPS, seed=11, replica=replica)
         np.testing.assert_allclose(res.snapshots[:, replica], ref, rtol=1e-12, atol=1e-14)
     final = res.theta[0]
-    assert res.trace["loss"][0, -1] == pytest.approx(ir.loss(model, final, X, y, dyn.loss),
-                                                     rel=1e-12)
-    assert res.trace["regularizer"][0, -1] == pytest.approx(ir.regularizer(model, final, X),
-                                                            rel=1e-12)
+    assert res.trace["loss"][0, -1] == pytest.approx(
+        ir.loss(model, final, X, y, dyn.loss), rel=1e-12
+    )
+    assert res.trace["regularizer"][0, -1] == pytest.approx(
+        ir.regularizer(model, final, X), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -243,8 +259,9 @@ def test_simulate_probes_and_float32(name):
     dyn = ir.LabelNoiseSGD(lr=0.05, sigma=0.1, batch_size=2)
     r64 = ir.simulate(model, theta, X, y, dyn, steps=20, probes=X[:3], progress=False)
     assert r64.probe_outputs.shape[1:] == (1, 3, 1)
-    np.testing.assert_allclose(r64.probe_outputs[-1, 0], model.predict(r64.theta[0], X[:3]),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        r64.probe_outputs[-1, 0], model.predict(r64.theta[0], X[:3]), rtol=1e-12
+    )
     f32 = [a.astype(np.float32) for a in (theta, X, y)]
     r32 = ir.simulate(model, *f32, dyn, steps=20, progress=False)
     np.testing.assert_allclose(r32.theta, r64.theta, atol=1e-4)
@@ -362,12 +379,12 @@ def test_matrix_sensing_label_noise_moves_toward_ground_truth():
     err0 = problems.recovery_error(model, theta, X_star)
     assert err0 > 5
     steps = 10_000
-    kw = {"steps": steps, "replicas": 4, "seed": 3, "snapshot_every": steps // 4,
-          "progress": False}
+    kw = {"steps": steps, "replicas": 4, "seed": 3, "snapshot_every": steps // 4, "progress": False}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the step is small: no DivergenceWarning
-        noisy = ir.simulate(model, theta, A, y, ir.LabelNoiseSGD(0.005, 1.0, batch_size="full"),
-                            **kw)
+        noisy = ir.simulate(
+            model, theta, A, y, ir.LabelNoiseSGD(0.005, 1.0, batch_size="full"), **kw
+        )
     plain = ir.simulate(model, theta, A, y, ir.GD(lr=0.005), **kw)
     err = problems.recovery_error(model, noisy.snapshots.reshape(-1, model.n_params), X_star)
     err = err.reshape(5, 4)

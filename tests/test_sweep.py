@@ -11,9 +11,10 @@ import textwrap
 import uuid
 from pathlib import Path
 
-import implicitreg as ir
 import numpy as np
 import pytest
+
+import implicitreg as ir
 from implicitreg._sweep_exec import plan, to_record
 from implicitreg._sweep_store import Store
 

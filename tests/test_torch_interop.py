@@ -14,8 +14,13 @@ nn = torch.nn
 def sequential(dtype=torch.float64):
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 6, bias=False), nn.ReLU(), nn.Linear(6, 6),
-        nn.Linear(6, 2), nn.Softplus(),
+        nn.Linear(3, 8),
+        nn.Tanh(),
+        nn.Linear(8, 6, bias=False),
+        nn.ReLU(),
+        nn.Linear(6, 6),
+        nn.Linear(6, 2),
+        nn.Softplus(),
     ).to(dtype)
 
 
@@ -29,7 +34,8 @@ def test_from_torch_matches_module(dtype):
     assert model.bias == (True, False, True, True)
     assert theta.dtype == (np.float64 if dtype == torch.float64 else np.float32)
     np.testing.assert_array_equal(
-        theta, nn.utils.parameters_to_vector(module.parameters()).detach().numpy())
+        theta, nn.utils.parameters_to_vector(module.parameters()).detach().numpy()
+    )
     X = np.random.default_rng(1).standard_normal((7, 3)).astype(theta.dtype)
     want = module(torch.from_numpy(X)).detach().numpy()
     tol = 1e-13 if dtype == torch.float64 else 1e-5
@@ -43,8 +49,12 @@ def test_round_trip(activation, bias):
     theta = model.init(seed=3)
     module = model.to_torch(theta)
     X = np.random.default_rng(2).standard_normal((6, 2))
-    np.testing.assert_allclose(module(torch.from_numpy(X)).detach().numpy(),
-                               model.predict(theta, X), rtol=1e-13, atol=1e-14)
+    np.testing.assert_allclose(
+        module(torch.from_numpy(X)).detach().numpy(),
+        model.predict(theta, X),
+        rtol=1e-13,
+        atol=1e-14,
+    )
     back, theta2 = ir.MLP.from_torch(module)
     assert back == model
     np.testing.assert_array_equal(theta2, theta)
@@ -67,7 +77,8 @@ def test_train_in_torch_simulate_here_continue_in_torch():
         opt.step()
     model, theta = ir.MLP.from_torch(module)
     assert ir.loss(model, theta, X, y) == pytest.approx(
-        0.5 * ((module(Xt) - yt) ** 2).mean().item(), rel=1e-12)
+        0.5 * ((module(Xt) - yt) ** 2).mean().item(), rel=1e-12
+    )
     res = ir.simulate(model, theta, X, y, ir.GD(lr=0.1), steps=50, progress=False)
     # GD here = the same GD in torch, step for step.
     for _ in range(50):
@@ -76,13 +87,15 @@ def test_train_in_torch_simulate_here_continue_in_torch():
         opt.step()
     np.testing.assert_allclose(ir.MLP.from_torch(module)[1], res.theta[0], rtol=1e-10, atol=1e-12)
     module2 = model.to_torch(res.theta[0])
-    np.testing.assert_allclose(module2(Xt).detach().numpy(), model.predict(res.theta[0], X),
-                               rtol=1e-13)
+    np.testing.assert_allclose(
+        module2(Xt).detach().numpy(), model.predict(res.theta[0], X), rtol=1e-13
+    )
 
 
 def test_nested_sequential_and_identity_modules():
-    module = nn.Sequential(nn.Sequential(nn.Linear(2, 3), nn.ReLU()), nn.Identity(),
-                           nn.Linear(3, 1)).double()
+    module = nn.Sequential(
+        nn.Sequential(nn.Linear(2, 3), nn.ReLU()), nn.Identity(), nn.Linear(3, 1)
+    ).double()
     model, _ = ir.MLP.from_torch(module)
     assert model.sizes == (2, 3, 1) and model.activation == "relu"
 
@@ -90,13 +103,19 @@ def test_nested_sequential_and_identity_modules():
 @pytest.mark.parametrize(
     ("module", "error", "match"),
     [
-        (nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(), nn.Linear(3, 1)), TypeError,
-         r"unsupported module 1 \(LeakyReLU\).*supported: Linear"),
+        (
+            nn.Sequential(nn.Linear(2, 3), nn.LeakyReLU(), nn.Linear(3, 1)),
+            TypeError,
+            r"unsupported module 1 \(LeakyReLU\).*supported: Linear",
+        ),
         (nn.Sequential(nn.Linear(2, 3), nn.Dropout(), nn.Linear(3, 1)), TypeError, "Dropout"),
         (nn.Sequential(nn.Conv1d(1, 1, 1)), TypeError, "Conv1d"),
         (nn.Sequential(nn.ReLU(), nn.Linear(2, 1)), ValueError, "before the first Linear"),
-        (nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Tanh(), nn.Linear(3, 1)), ValueError,
-         "two activations in a row"),
+        (
+            nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Tanh(), nn.Linear(3, 1)),
+            ValueError,
+            "two activations in a row",
+        ),
         (nn.Sequential(nn.Linear(2, 3), nn.Linear(4, 1)), ValueError, "expects 4 inputs"),
         (nn.Sequential(nn.Linear(2, 3), nn.Softplus(beta=2.0)), ValueError, "beta=2"),
         (nn.Sequential(), ValueError, "no Linear layer"),

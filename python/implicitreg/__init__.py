@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from . import _core, problems, theory
 from ._core import __version__
-from .flow import flow
 from .dynamics import GD, SGD, Dynamics, LabelNoiseSGD, Piecewise, StepDecay
+from .flow import flow
 from .models import MLP, DiagonalLinear, MatrixSensing
 from .quantities import grad, loss, regularizer
 from .result import Moments, SimulationResult, load
@@ -28,8 +28,13 @@ from .sweep import SimulateTask, open_sweep, sweep
 
 def build_info() -> dict:
     """How the compiled core was built (for bug reports and benchmark records)."""
-    return {"version": __version__, "isa": _core.isa, "openmp": bool(_core.openmp),
-            "max_threads": _core.max_threads(), "eigen": _core.eigen_version}
+    return {
+        "version": __version__,
+        "isa": _core.isa,
+        "openmp": bool(_core.openmp),
+        "max_threads": _core.max_threads(),
+        "eigen": _core.eigen_version,
+    }
 
 
 __all__ = [

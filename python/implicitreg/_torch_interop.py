@@ -48,15 +48,18 @@ def mlp_from_torch(cls, module):
             continue
         if isinstance(mod, nn.Linear):
             if linears and mod.in_features != linears[-1].out_features:
-                raise ValueError(f"module {where}: Linear expects {mod.in_features} inputs but the "
-                                 f"previous layer has {linears[-1].out_features} outputs")
+                raise ValueError(
+                    f"module {where}: Linear expects {mod.in_features} inputs but the "
+                    f"previous layer has {linears[-1].out_features} outputs"
+                )
             linears.append(mod)
             acts.append("identity")
             continue
         name = _activation_name(mod, nn)
         if name is None:
-            raise TypeError(f"unsupported module {where} ({type(mod).__name__}); "
-                            f"supported: {SUPPORTED}")
+            raise TypeError(
+                f"unsupported module {where} ({type(mod).__name__}); supported: {SUPPORTED}"
+            )
         if not linears:
             raise ValueError(f"module {where}: an activation before the first Linear layer")
         if acts[-1] != "identity":

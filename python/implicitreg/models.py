@@ -66,8 +66,10 @@ class MLP:
             raise ValueError(f"sizes needs at least [n_in, n_out], got {list(self.sizes)}")
         object.__setattr__(self, "sizes", sizes)
         n_hidden = len(sizes) - 2
-        acts = (self.activation,) * n_hidden if isinstance(self.activation, str) else tuple(
-            self.activation
+        acts = (
+            (self.activation,) * n_hidden
+            if isinstance(self.activation, str)
+            else tuple(self.activation)
         )
         if len(acts) != n_hidden:
             raise ValueError(f"activation needs {n_hidden} names (one per hidden layer)")
@@ -100,7 +102,9 @@ class MLP:
         return sum(o * i + (o if b else 0) for i, o, b in self._layer_shapes())
 
     def _layer_shapes(self):
-        return [(i, o, b) for i, o, b in zip(self.sizes[:-1], self.sizes[1:], self._bias)]
+        return [
+            (i, o, b) for i, o, b in zip(self.sizes[:-1], self.sizes[1:], self._bias, strict=True)
+        ]
 
     def _core(self, dtype):
         dtype = np.dtype(dtype)
@@ -156,8 +160,11 @@ class MLP:
         rng = np.random.default_rng(integer("seed", seed))
         layers = []
         for fan_in, fan_out, has_bias in self._layer_shapes():
-            std = {"he": np.sqrt(2.0 / fan_in), "xavier": np.sqrt(2.0 / (fan_in + fan_out)),
-                   "normal": 1.0}[scheme] * float(scale)
+            std = {
+                "he": np.sqrt(2.0 / fan_in),
+                "xavier": np.sqrt(2.0 / (fan_in + fan_out)),
+                "normal": 1.0,
+            }[scheme] * float(scale)
             W = rng.standard_normal((fan_out, fan_in)) * std
             layers.append((W, np.zeros(fan_out) if has_bias else None))
         return self.flatten(layers).astype(dtype)
@@ -182,10 +189,12 @@ class MLP:
         if len(layers) != len(shapes):
             raise ValueError(f"layers must hold {len(shapes)} (W, b) pairs, got {len(layers)}")
         parts = []
-        for k, ((W, b), (fan_in, fan_out, has_bias)) in enumerate(zip(layers, shapes)):
+        for k, ((W, b), (fan_in, fan_out, has_bias)) in enumerate(zip(layers, shapes, strict=True)):
             W = float_array(f"layers[{k}] W", W)
             if W.shape != (fan_out, fan_in):
-                raise ValueError(f"layers[{k}] W must have shape {(fan_out, fan_in)}, got {W.shape}")
+                raise ValueError(
+                    f"layers[{k}] W must have shape {(fan_out, fan_in)}, got {W.shape}"
+                )
             parts.append(W.ravel())
             if has_bias:
                 if b is None:
@@ -251,8 +260,10 @@ def _batched(model, theta) -> np.ndarray:
     """theta as ``(p,)`` or ``(replicas, p)``, validated."""
     arr = float_array("theta", theta)
     if arr.shape[-1:] != (model.n_params,) or arr.ndim > 2:
-        raise ValueError(f"theta must have shape ({model.n_params},) or (replicas, "
-                         f"{model.n_params}), got {arr.shape}")
+        raise ValueError(
+            f"theta must have shape ({model.n_params},) or (replicas, "
+            f"{model.n_params}), got {arr.shape}"
+        )
     return arr
 
 
@@ -308,8 +319,10 @@ class MatrixSensing(_CoreModel):
         if arr.ndim == 3 and arr.shape[1:] == (d, d):
             arr = arr.reshape(arr.shape[0], d * d)
         elif arr.ndim != 2 or arr.shape[1] != d * d:
-            raise ValueError(f"X must hold measurement matrices of shape (n, {d}, {d}) or "
-                             f"(n, {d * d}), got {arr.shape}")
+            raise ValueError(
+                f"X must hold measurement matrices of shape (n, {d}, {d}) or "
+                f"(n, {d * d}), got {arr.shape}"
+            )
         if arr.shape[0] < 1:
             raise ValueError("X must contain at least one sample")
         return np.ascontiguousarray(arr)
@@ -318,8 +331,9 @@ class MatrixSensing(_CoreModel):
         """Random factors with entries ``scale * N(0, 1) / sqrt(d)`` (U, then V), drawn with
         ``numpy.random.default_rng(seed)`` in float64, cast to ``dtype``."""
         rng = np.random.default_rng(integer("seed", seed))
-        theta = rng.standard_normal(self.n_params) * (positive("scale", scale, strict=False)
-                                                      / np.sqrt(self.d))
+        theta = rng.standard_normal(self.n_params) * (
+            positive("scale", scale, strict=False) / np.sqrt(self.d)
+        )
         return theta.astype(dtype)
 
     def unflatten(self, theta):
@@ -397,8 +411,9 @@ class DiagonalLinear(_CoreModel):
     def _spec(self) -> dict:
         return {"model": "DiagonalLinear", "d": self.d, "kind": self.kind}
 
-    def init(self, seed: int = 0, scale: float = 1.0, scheme: str = "constant",
-             dtype=np.float64) -> np.ndarray:
+    def init(
+        self, seed: int = 0, scale: float = 1.0, scheme: str = "constant", dtype=np.float64
+    ) -> np.ndarray:
         """Initial parameters. ``scheme="constant"`` (the usual start, beta = 0 except for w2):
         u = v = scale (u2-v2), u = scale and v = 0 (uv), w = scale (w2); ``seed`` is unused.
         ``"normal"``: i.i.d. ``scale * N(0, 1)`` from ``numpy.random.default_rng(seed)``."""

@@ -70,8 +70,9 @@ def recovery_error(model, theta, X_star):
     return float(err) if np.ndim(err) == 0 else err
 
 
-def sparse_regression(n: int, d: int, k: int, seed=0, noise: float = 0.0,
-                      signs: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sparse_regression(
+    n: int, d: int, k: int, seed=0, noise: float = 0.0, signs: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(X, y, beta_star)`` of sparse linear regression, for :class:`~implicitreg.DiagonalLinear`.
 
     ``X`` ``(n, d)`` i.i.d. N(0, 1); ``beta_star`` is 1 on the first ``k`` coordinates and 0

@@ -44,9 +44,7 @@ class DiagonalLinear : public QuadraticModel<DiagonalLinear<T>, T> {
   void tangent(const T* theta, const T* v, T* out) const {
     VecMap<T> db(out, d_);
     switch (kind_) {
-      case DiagonalKind::u2_minus_v2:
-        db = T(2) * (a(theta) * a(v) - a(theta, 1) * a(v, 1));
-        break;
+      case DiagonalKind::u2_minus_v2: db = T(2) * (a(theta) * a(v) - a(theta, 1) * a(v, 1)); break;
       case DiagonalKind::uv: db = a(v) * a(theta, 1) + a(theta) * a(v, 1); break;
       case DiagonalKind::w2: db = T(2) * a(theta) * a(v); break;
     }

@@ -231,8 +231,8 @@ class MLP {
   }
 
   // Gradient of layer l for one input row a (Delta[l] known), then Delta[l-1].
-  void layer_backward_one(const Layer& ly, const T* theta, const T* a, std::size_t l,
-                          Workspace& ws, T* grad) const {
+  void layer_backward_one(const Layer& ly, const T* theta, const T* a, std::size_t l, Workspace& ws,
+                          T* grad) const {
     const T* d = ws.Delta[l].data();
     const T* W = theta + ly.w_offset;
     T* gW = grad + ly.w_offset;

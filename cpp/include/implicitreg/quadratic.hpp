@@ -38,8 +38,8 @@ class QuadraticModel {
   using Scalar = T;
 
   struct Workspace {
-    Vec<T> phi, g, P;     // phi(theta); canonical X^T delta (or one x_i); H_g theta
-    RowMat<T> F, delta;   // (rows x 1): outputs; dL/dF
+    Vec<T> phi, g, P;    // phi(theta); canonical X^T delta (or one x_i); H_g theta
+    RowMat<T> F, delta;  // (rows x 1): outputs; dL/dF
   };
 
   Index n_out() const { return 1; }

@@ -61,9 +61,9 @@ std::size_t workspace_bytes(const W&) {
 template <class T>
 std::size_t workspace_bytes(const SecondOrderWorkspace<MLP<T>>& ws) {
   std::size_t count = static_cast<std::size_t>(ws.r.size() + ws.rowsq.size() + ws.hu.size());
-  for (const auto* v : {&ws.base.Z, &ws.base.A, &ws.base.Delta, &ws.D1, &ws.D2, &ws.G, &ws.Delta,
-                        &ws.RZ, &ws.RA, &ws.RG, &ws.RDelta, &ws.d, &ws.P, &ws.dbar, &ws.Pbar,
-                        &ws.Abar, &ws.D1bar})
+  for (const auto* v :
+       {&ws.base.Z, &ws.base.A, &ws.base.Delta, &ws.D1, &ws.D2, &ws.G, &ws.Delta, &ws.RZ, &ws.RA,
+        &ws.RG, &ws.RDelta, &ws.d, &ws.P, &ws.dbar, &ws.Pbar, &ws.Abar, &ws.D1bar})
     for (const auto& M : *v) count += static_cast<std::size_t>(M.size());
   for (const auto& v : ws.s) count += static_cast<std::size_t>(v.size());
   return count * sizeof(T);
@@ -134,8 +134,8 @@ void forward(const MLP<T>& m, const T* theta, const MatRef<T>& X, SecondOrderWor
 
 // From G_last (set by the caller): Delta_l and G_l of every layer; grad = J^T G_last if non-null.
 template <class T>
-void backward(const MLP<T>& m, const T* theta, const MatRef<T>& X,
-              SecondOrderWorkspace<MLP<T>>& ws, T* grad) {
+void backward(const MLP<T>& m, const T* theta, const MatRef<T>& X, SecondOrderWorkspace<MLP<T>>& ws,
+              T* grad) {
   for (std::size_t l = m.layers().size(); l-- > 0;) {
     const auto& ly = m.layers()[l];
     times_d1(m, ws, l, ws.G[l], ws.Delta[l]);

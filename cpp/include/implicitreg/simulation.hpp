@@ -66,9 +66,9 @@ class Simulation {
     traces_.assign(spec_.records.size() * R * nrec, std::numeric_limits<double>::quiet_NaN());
     snapshots_.assign(n_marks(spec_.total_steps, spec_.snapshot_every) * R * p,
                       std::numeric_limits<T>::quiet_NaN());
-    probe_out_.assign(n_marks(spec_.total_steps, spec_.probe_every) * R * probes_.rows() *
-                          model_.n_out(),
-                      std::numeric_limits<T>::quiet_NaN());
+    probe_out_.assign(
+        n_marks(spec_.total_steps, spec_.probe_every) * R * probes_.rows() * model_.n_out(),
+        std::numeric_limits<T>::quiet_NaN());
     if (spec_.moments) {
       moment_count_.assign(R, 0);
       moment_mean_ = RowMat<double>::Zero(R, p);
@@ -189,7 +189,8 @@ class Simulation {
                                ? dyn_.param_sigma
                                : std::sqrt(2.0 * lr * dyn_.temperature);
       Stream noise = key_.stream(r, s, Purpose::param_noise);
-      for (Index k = 0; k < w.theta.size(); ++k) w.theta[k] += static_cast<T>(scale * noise.normal());
+      for (Index k = 0; k < w.theta.size(); ++k)
+        w.theta[k] += static_cast<T>(scale * noise.normal());
     }
   }
 
@@ -203,7 +204,8 @@ class Simulation {
       for (std::size_t k = 0; k < spec_.records.size(); ++k) {
         const double v = scalar(spec_.records[k], th, w);
         traces_[(k * R + r) * nrec + m] = v;
-        if (spec_.records[k] == Record::loss && !(std::isfinite(v) && v <= spec_.divergence_bound)) {
+        if (spec_.records[k] == Record::loss &&
+            !(std::isfinite(v) && v <= spec_.divergence_bound)) {
           diverged_at_[r] = step;
           return false;
         }
@@ -236,7 +238,8 @@ class Simulation {
         return static_cast<double>(g.squaredNorm());
       }
       case Record::param_norm: return static_cast<double>(ConstVecMap<T>(th, p).norm());
-      case Record::distance: return static_cast<double>((ConstVecMap<T>(th, p) - reference_).norm());
+      case Record::distance:
+        return static_cast<double>((ConstVecMap<T>(th, p) - reference_).norm());
     }
     return 0.0;
   }
