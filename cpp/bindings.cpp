@@ -200,19 +200,22 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
           py::arg("v").noconvert(), py::arg("normalization"))
       .def(
           "regularizer_and_grad",
-          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X) {
+          [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X,
+                          bool with_grad) -> py::tuple {
             check(model, theta, X, nullptr, nullptr);
-            Vec<T> g(model.n_params());
+            Vec<T> g(with_grad ? model.n_params() : 0);
             double value;
             {
               py::gil_scoped_release nogil;
               value = cached([&](SOWS& ws) {
-                return regularizer_and_grad(model, theta.data(), X, ws, g.data());
+                return regularizer_and_grad(model, theta.data(), X, ws,
+                                            with_grad ? g.data() : nullptr);
               });
             }
+            if (!with_grad) return py::make_tuple(value, py::none());
             return py::make_tuple(value, g);
           },
-          py::arg("theta").noconvert(), py::arg("X").noconvert())
+          py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("with_grad") = true)
       .def(
           "egr_direction",
           [check, cached](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y, double mu,

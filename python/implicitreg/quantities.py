@@ -52,5 +52,7 @@ def regularizer(model, theta, X, per_sample: bool = False):
     Under the ``mean_half`` loss, R / n equals tr(Hessian of L) at a zero-loss point.
     """
     theta, X = _prepare(model, theta, X)
-    r = model._core(theta.dtype).regularizer_per_sample(theta, X)
-    return r if per_sample else float(np.sum(r, dtype=np.float64))
+    core = model._core(theta.dtype)
+    if per_sample:
+        return core.regularizer_per_sample(theta, X)
+    return float(core.regularizer_and_grad(theta, X, False)[0])  # cached workspace, no gradient
