@@ -104,6 +104,9 @@ def test_single_sample_label_noise_hovers_at_exact_prediction():
     )
     assert se < 0.05 * predicted
     assert abs(mean - predicted) < 4 * se, (mean, predicted, se)
+    # ir.theory solves the same linearised recursion, sampling noise included.
+    theory = ir.theory.stationary_loss(net, w_star, X, lr, SIGMA, batch_size=1, sampling_noise=True)
+    assert theory == pytest.approx(predicted, rel=1e-10)
     # The small-step OU formula (kappa = sigma^2) is close but not exact here: it ignores the
     # sampling noise; at this step size the two differ by well under a factor 2.
     lam = np.linalg.eigvalsh(X.T @ X / N)

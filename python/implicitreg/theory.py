@@ -71,9 +71,25 @@ class OUPrediction:
 
 
 def ou_prediction(
-    model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half", rtol=1e-10
+    model,
+    theta_star,
+    X,
+    lr,
+    sigma,
+    batch_size=1,
+    normalization="mean_half",
+    rtol=1e-10,
+    sampling_noise=False,
 ) -> OUPrediction:
-    """Stationary covariance and excess loss of label-noise SGD around a zero-loss theta*."""
+    """Stationary covariance and excess loss of label-noise SGD around a zero-loss theta*.
+
+    With ``sampling_noise=True`` the linearised recursion is solved exactly, including the
+    multiplicative noise of drawing the batch (with replacement):
+    S = E[A S A^T] + eta^2 a^2 sigma^2 B Hbar, A = I - eta a sum_{b in batch} J_b^T J_b,
+    a = 2 c_B, Hbar = mean_i J_i^T J_i; this is exact for a linear model and matters at
+    practical step sizes (the plain Lyapunov form is then a few percent off for small batches).
+    It solves an r^2 x r^2 system, r = rank of J (at most 60).
+    """
     lr = positive("lr", lr)
     theta_star = theta_vector(model, theta_star)
     X = inputs(model, X, theta_star.dtype)
@@ -85,22 +101,57 @@ def ou_prediction(
     lam, U = lam[keep], U[:, keep]
     if np.any(lr * lam >= 2):
         raise ValueError(f"lr * lambda_max(H) = {lr * lam.max():.3g} >= 2: no stationary state")
-    S = (U * (lr * kappa / (2 - lr * lam))) @ U.T
+    if sampling_noise and batch_size != "full":
+        S = _sampled_covariance(
+            model, theta_star, X, lr, sigma, _batch(batch_size, n), normalization, U
+        )
+    else:
+        S = (U * (lr * kappa / (2 - lr * lam))) @ U.T
     H_full = effective_hessian(model, theta_star, X, "full", normalization)
     return OUPrediction(
         cov=S, hessian=H, kappa=kappa, eigenvalues=lam, loss=0.5 * float(np.trace(H_full @ S))
     )
 
 
-def ou_covariance(model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half"):
+def _sampled_covariance(model, theta_star, X, lr, sigma, B, normalization, U):
+    """Exact stationary second moment of the linearised minibatch recursion (see above)."""
+    r = U.shape[1]
+    if r > 60:
+        raise ValueError(f"sampling_noise=True needs rank(J) <= 60 (here {r}); use False")
+    n, out = X.shape[0], model.n_out
+    G = (model.jacobian(theta_star, X).astype(np.float64) @ U).reshape(n, out, r)
+    M = np.einsum("iok,iol->ikl", G, G)  # per-sample J_i^T J_i in the normal space
+    Hbar = M.mean(axis=0)
+    a = 2 * _scale(normalization, B)
+    eye = np.eye(r)
+    MM = sum(np.kron(m, m) for m in M) / n
+    T = (
+        np.kron(eye, eye)
+        - lr * a * B * (np.kron(Hbar, eye) + np.kron(eye, Hbar))
+        + (lr * a) ** 2 * (B * (B - 1) * np.kron(Hbar, Hbar) + B * MM)
+    )
+    Q = (lr * a) ** 2 * sigma**2 * B * Hbar
+    s = np.linalg.solve(np.eye(r * r) - T, Q.ravel()).reshape(r, r)
+    return U @ (0.5 * (s + s.T)) @ U.T
+
+
+def ou_covariance(
+    model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half", sampling_noise=False
+):
     """Stationary covariance S of theta - theta* (see :func:`ou_prediction`)."""
-    return ou_prediction(model, theta_star, X, lr, sigma, batch_size, normalization).cov
+    return ou_prediction(
+        model, theta_star, X, lr, sigma, batch_size, normalization, sampling_noise=sampling_noise
+    ).cov
 
 
-def stationary_loss(model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half"):
-    """Predicted time-averaged clean loss: tr(H_n S)/2 = sum_k eta kappa lambda_k/(2(2-eta lambda_k))
-    for mean-normalised losses."""
-    return ou_prediction(model, theta_star, X, lr, sigma, batch_size, normalization).loss
+def stationary_loss(
+    model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_half", sampling_noise=False
+):
+    """Predicted time-averaged clean loss tr(H_n S)/2; without sampling noise and for
+    mean-normalised losses, sum_k eta kappa lambda_k / (2 (2 - eta lambda_k))."""
+    return ou_prediction(
+        model, theta_star, X, lr, sigma, batch_size, normalization, sampling_noise=sampling_noise
+    ).loss
 
 
 def tangent_projector(model, theta_star, X, rtol=1e-10) -> np.ndarray:
