@@ -80,16 +80,25 @@ template <class Model, class PyClass>
 void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_name) {
   using T = ScalarOf<Model>;
   using WS = typename Model::Workspace;
+  // A workspace per thread (and method), kept between calls: small repeated calls (an ODE
+  // right-hand side, a Python loop) then allocate nothing. Large batches do not keep theirs.
+  auto with_workspace = [](Index rows, auto&& compute) {
+    thread_local WS ws;
+    auto result = compute(ws);
+    if (rows > 4096) ws = WS();
+    return result;
+  };
   cls.def_property_readonly("n_params", &Model::n_params)
       .def_property_readonly("n_in", &Model::n_in)
       .def_property_readonly("n_out", &Model::n_out)
       .def(
           "predict",
-          [](const Model& model, VecRef<T> theta, MatRef<T> X) {
+          [with_workspace](const Model& model, VecRef<T> theta, MatRef<T> X) {
             py::gil_scoped_release nogil;
-            WS ws;
-            model.forward(theta.data(), X, ws);
-            return RowMat<T>(model.outputs(ws));
+            return with_workspace(X.rows(), [&](WS& ws) {
+              model.forward(theta.data(), X, ws);
+              return RowMat<T>(model.outputs(ws));
+            });
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert())
       .def(
@@ -107,26 +116,27 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
           py::arg("theta").noconvert(), py::arg("X").noconvert())
       .def(
           "loss",
-          [](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
-             const std::string& norm) {
+          [with_workspace](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+                           const std::string& norm) {
             const LossNorm ln = LossNorm::from_name(norm);
             py::gil_scoped_release nogil;
-            WS ws;
-            return loss_value(model, theta.data(), X, Y, ln, ws);
+            return with_workspace(
+                X.rows(), [&](WS& ws) { return loss_value(model, theta.data(), X, Y, ln, ws); });
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
           py::arg("normalization"))
       .def(
           "loss_grad",
-          [](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
-             const std::string& norm) {
+          [with_workspace](const Model& model, VecRef<T> theta, MatRef<T> X, MatRef<T> Y,
+                           const std::string& norm) {
             const LossNorm ln = LossNorm::from_name(norm);
             Vec<T> g(model.n_params());
             double value;
             {
               py::gil_scoped_release nogil;
-              WS ws;
-              value = loss_and_grad(model, theta.data(), X, Y, ln, ws, g.data());
+              value = with_workspace(X.rows(), [&](WS& ws) {
+                return loss_and_grad(model, theta.data(), X, Y, ln, ws, g.data());
+              });
             }
             return py::make_tuple(value, g);
           },
@@ -134,10 +144,11 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
           py::arg("normalization"))
       .def(
           "regularizer_per_sample",
-          [](const Model& model, VecRef<T> theta, MatRef<T> X) {
+          [with_workspace](const Model& model, VecRef<T> theta, MatRef<T> X) {
             py::gil_scoped_release nogil;
-            WS ws;
-            return regularizer_per_sample(model, theta.data(), X, ws);
+            return with_workspace(X.rows(), [&](WS& ws) {
+              return regularizer_per_sample(model, theta.data(), X, ws);
+            });
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert());
 

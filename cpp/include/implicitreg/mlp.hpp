@@ -60,9 +60,14 @@ class MLP {
   Index n_out() const { return layers_.back().out; }
   const std::vector<Layer>& layers() const { return layers_; }
 
+  // Sizes the buffers for `rows` samples; a workspace last used by another MLP is resized too.
   void prepare(Workspace& ws, Index rows) const {
-    if (ws.rows == rows) return;
     const std::size_t L = layers_.size();
+    if (ws.rows == rows && ws.Z.size() == L) {
+      bool same = true;
+      for (std::size_t l = 0; l < L; ++l) same = same && ws.Z[l].cols() == layers_[l].out;
+      if (same) return;
+    }
     ws.Z.resize(L);
     ws.A.resize(L);
     ws.Delta.resize(L);
