@@ -19,7 +19,15 @@ import numpy as np
 
 from ._validate import choice, inputs, targets, theta_vector
 
-NORMALIZATIONS = ("mean_half", "mean", "mean_quarter", "sum_half", "sum_sq")
+# L = coef * (1/n if the name starts with "mean") * sum_i ||r_i||^2; the C++ twin is loss.hpp.
+_COEF = {"mean_half": 0.5, "mean": 1.0, "mean_quarter": 0.25, "sum_half": 0.5, "sum_sq": 1.0}
+NORMALIZATIONS = tuple(_COEF)
+
+
+def loss_scale(normalization: str, m: int) -> float:
+    """The factor c in L = c * sum ||r_i||^2 over m samples."""
+    choice("normalization", normalization, NORMALIZATIONS)
+    return _COEF[normalization] / (m if normalization.startswith("mean") else 1)
 
 
 def _prepare(model, theta, X, y=None):

@@ -280,12 +280,11 @@ def _warn_if_large_step(model, theta, X, dynamics: Dynamics, batch: int) -> None
     NTK when it is small, else from a Rayleigh quotient after power iterations on matrix-free
     Gauss-Newton products (a lower bound: the warning is never a false alarm).
     """
-    from .quantities import regularizer
+    from .quantities import loss_scale, regularizer
     from .second_order import gnvp
 
     n = X.shape[0]
-    coef = {"mean_half": 0.5, "mean": 1.0, "mean_quarter": 0.25, "sum_half": 0.5, "sum_sq": 1.0}
-    c = coef[dynamics.loss] / (batch if dynamics.loss.startswith("mean") else 1)
+    c = loss_scale(dynamics.loss, batch)
     if batch == 1:
         h = dynamics.lr * 2 * c * float(np.max(regularizer(model, theta, X, per_sample=True)))
         what = "lr * max_i ||grad f(x_i)||^2"

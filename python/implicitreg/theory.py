@@ -23,10 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import inputs, positive, targets, theta_vector
-from .quantities import NORMALIZATIONS, grad, loss
-
-_COEF = {"mean_half": 0.5, "mean": 1.0, "mean_quarter": 0.25, "sum_half": 0.5, "sum_sq": 1.0}
+from ._validate import inputs, positive, theta_vector
+from .quantities import grad, loss, loss_scale
 
 
 def _batch(batch_size, n):
@@ -37,16 +35,10 @@ def _batch(batch_size, n):
     return int(batch_size)
 
 
-def _scale(normalization, m):
-    if normalization not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalization {normalization!r}")
-    return _COEF[normalization] / (m if normalization.startswith("mean") else 1)
-
-
 def noise_scale(sigma: float, batch_size, n: int, normalization: str = "mean_half") -> float:
     """kappa in Cov(xi) = kappa * H for label noise of standard deviation sigma."""
     B = _batch(batch_size, n)
-    return 2 * _scale(normalization, B) * positive("sigma", sigma, strict=False) ** 2
+    return 2 * loss_scale(normalization, B) * positive("sigma", sigma, strict=False) ** 2
 
 
 def effective_hessian(model, theta_star, X, batch_size=1, normalization="mean_half"):
@@ -56,7 +48,7 @@ def effective_hessian(model, theta_star, X, batch_size=1, normalization="mean_ha
     n = X.shape[0]
     B = _batch(batch_size, n)
     J = model.jacobian(theta_star, X).astype(np.float64)
-    return 2 * _scale(normalization, B) * (B / n) * (J.T @ J)
+    return 2 * loss_scale(normalization, B) * (B / n) * (J.T @ J)
 
 
 @dataclass
@@ -122,7 +114,7 @@ def _sampled_covariance(model, theta_star, X, lr, sigma, B, normalization, U):
     G = (model.jacobian(theta_star, X).astype(np.float64) @ U).reshape(n, out, r)
     M = np.einsum("iok,iol->ikl", G, G)  # per-sample J_i^T J_i in the normal space
     Hbar = M.mean(axis=0)
-    a = 2 * _scale(normalization, B)
+    a = 2 * loss_scale(normalization, B)
     eye = np.eye(r)
     MM = sum(np.kron(m, m) for m in M) / n
     T = (
@@ -178,7 +170,7 @@ def drift(model, theta_star, X, lr, sigma, batch_size=1, normalization="mean_hal
     n = X.shape[0]
     B = _batch(batch_size, n)
     kappa = noise_scale(sigma, batch_size, n, normalization)
-    factor = 2 * _scale(normalization, B) * (B / n)
+    factor = 2 * loss_scale(normalization, B) * (B / n)
     gR = regularizer_grad(model, theta_star, X).astype(np.float64)
     P = tangent_projector(model, theta_star, X)
     return -(lr**2) * kappa / 4 * factor * (P @ gR)
@@ -215,4 +207,3 @@ __all__ = [
     "stationary_loss",
     "tangent_projector",
 ]
-_ = targets  # validation helpers shared with the rest of the package
