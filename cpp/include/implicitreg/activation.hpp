@@ -2,6 +2,7 @@
 // relu'(0) = 0, as in PyTorch.
 #pragma once
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -21,34 +22,72 @@ inline Activation activation_from_name(const std::string& name) {
   throw std::invalid_argument("unknown activation '" + name + "'");
 }
 
-// out = tanh(z), elementwise, `out` a plain matrix (it may be `z` itself). Vectorised for
-// double too: Eigen vectorises tanh for float only, and a libm call per element dominated tanh
-// networks. Cephes' rational approximation for |x| < 0.625 (relative error below 3e-16), and
-// 1 - 2/(exp(2|x|) + 1) with the sign of x beyond (Eigen's vectorised exp): a couple of ulp.
+// tanh of one packet of doubles: Cephes' rational approximation for |x| < 0.625 (relative error
+// below 3e-16), 1 - 2/(exp(2|x|) + 1) with the sign of x beyond (Eigen's vectorised exp): a couple
+// of ulp. Written on packets because Eigen's select() is not vectorised: an array expression
+// would fall back to one libm exp per element.
+template <class Packet>
+Packet tanh_packet(const Packet& x) {
+  using namespace Eigen::internal;
+  const Packet ax = pabs(x), x2 = pmul(x, x);
+  const Packet p = pmadd(pmadd(pset1<Packet>(-9.64399179425052238628e-1), x2,
+                               pset1<Packet>(-9.92877231001918586564e1)),
+                         x2, pset1<Packet>(-1.61468768441708447952e3));
+  const Packet q = pmadd(pmadd(padd(x2, pset1<Packet>(1.12811678491632931402e2)), x2,
+                               pset1<Packet>(2.23548839060100448583e3)),
+                         x2, pset1<Packet>(4.84406305325125486048e3));
+  const Packet small = pmul(x, padd(pset1<Packet>(1.0), pmul(x2, pdiv(p, q))));
+  const Packet e = pexp(padd(ax, ax));
+  Packet big = psub(pset1<Packet>(1.0), pdiv(pset1<Packet>(2.0), padd(e, pset1<Packet>(1.0))));
+  big = pselect(pcmp_lt(x, pzero(x)), pnegate(big), big);
+  return pselect(pcmp_lt(ax, pset1<Packet>(0.625)), small, big);
+}
+
+// sigmoid of one packet: 1/(1 + e) for x >= 0 and e/(1 + e) below, e = exp(-|x|), so that the
+// result keeps its relative accuracy where it is tiny (large negative x), never overflowing.
+template <class Packet>
+Packet sigmoid_packet(const Packet& x) {
+  using namespace Eigen::internal;
+  const Packet e = pexp(pnegate(pabs(x)));
+  const Packet s = pdiv(pset1<Packet>(1), padd(pset1<Packet>(1), e));
+  return pselect(pcmp_lt(x, pzero(x)), pmul(e, s), s);
+}
+
+// out[k] = f(z[k]) for n scalars with a packet function f (z and out may alias). The tail goes
+// through a padded packet, so an element's value does not depend on its position.
+template <class T, class F>
+void map_packets(const T* z, T* out, Index n, F f) {
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  constexpr Index P = Eigen::internal::unpacket_traits<Packet>::size;
+  Index k = 0;
+  for (; k + P <= n; k += P)
+    Eigen::internal::pstoreu(out + k, f(Eigen::internal::ploadu<Packet>(z + k)));
+  if (k < n) {
+    T buf[P] = {};
+    std::copy(z + k, z + n, buf);
+    Eigen::internal::pstoreu(buf, f(Eigen::internal::ploadu<Packet>(buf)));
+    std::copy(buf, buf + (n - k), out + k);
+  }
+}
+
+// out = tanh(z), elementwise, `out` a plain matrix (it may be `z` itself). Eigen vectorises tanh
+// for float only; double goes through tanh_packet.
 template <class In, class Out>
 void tanh_into(const In& z, Out& out) {
   using T = typename Out::Scalar;
   out = z;
-  auto x = out.array();
   if constexpr (std::is_same_v<T, double>) {
-    const auto x2 = x.square();
-    const auto p = (-9.64399179425052238628e-1 * x2 - 9.92877231001918586564e1) * x2 -
-                   1.61468768441708447952e3;
-    const auto q = ((x2 + 1.12811678491632931402e2) * x2 + 2.23548839060100448583e3) * x2 +
-                   4.84406305325125486048e3;
-    const auto big = 1.0 - 2.0 / ((2.0 * x.abs()).exp() + 1.0);
-    x = (x.abs() < 0.625).select(x * (1.0 + x2 * (p / q)), (x < 0.0).select(-big, big));
+    map_packets(out.data(), out.data(), out.size(), [](const auto& x) { return tanh_packet(x); });
   } else {
-    x = x.tanh();
+    out.array() = out.array().tanh();
   }
 }
 
-// out = sigmoid(z) = (1 + tanh(z/2)) / 2: no overflow for large |z|.
+// out = sigmoid(z), elementwise, `out` a plain matrix.
 template <class In, class Out>
 void sigmoid_into(const In& z, Out& out) {
-  using T = typename Out::Scalar;
-  tanh_into((T(0.5) * z.array()).matrix(), out);
-  out.array() = T(0.5) * out.array() + T(0.5);
+  out = z;
+  map_packets(out.data(), out.data(), out.size(), [](const auto& x) { return sigmoid_packet(x); });
 }
 
 // a = act(z), elementwise. `z` and `a` may alias.
