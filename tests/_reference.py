@@ -2,17 +2,41 @@
 
 The random blocks come from numpy's own Philox4x64-10 (numpy.random.Philox), so the C++ generator
 is checked against a known-answer implementation; the transforms (Lemire's multiply-shift,
-Box-Muller, Fisher-Yates) are written out again here from their definitions.
+the ziggurat for normals, Fisher-Yates) are written out again here from their definitions.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
 MASK = (1 << 64) - 1
 PURPOSE = {"batch": 1, "label_noise": 2, "param_noise": 3, "permutation": 4}
+
+
+ZIG_R = 3.6541528853610087963519472518
+ZIG_INV_R = 0.27366123732975827203338247596
+
+
+@functools.cache
+def ziggurat_tables():
+    """Marsaglia & Tsang's 256 layers with 52-bit abscissae: bounds k, widths w, densities f."""
+    m, v = 2.0**52, 0.004928673233974658  # r f(r) + sqrt(pi/2) erfc(r/sqrt 2)
+    k, w, f = [0] * 256, [0.0] * 256, [0.0] * 256
+    dn = tn = ZIG_R
+    q = v / math.exp(-0.5 * dn * dn)
+    k[0], k[1] = int((dn / q) * m), 0
+    w[0], w[255] = q / m, dn / m
+    f[0], f[255] = 1.0, math.exp(-0.5 * dn * dn)
+    for i in range(254, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(v / dn + math.exp(-0.5 * dn * dn)))
+        k[i + 1] = int((dn / tn) * m)
+        tn = dn
+        f[i] = math.exp(-0.5 * dn * dn)
+        w[i] = dn / m
+    return k, w, f
 
 
 def splitmix64(x: int) -> int:
@@ -44,7 +68,6 @@ class Stream:
         self.k = key(seed)
         self.ctr = [step, replica, 0, PURPOSE[purpose]]
         self.buf: list[int] = []
-        self.spare = None
 
     def u64(self) -> int:
         if not self.buf:
@@ -59,15 +82,26 @@ class Stream:
         return (self.u64() * n) >> 64
 
     def normal(self) -> float:
-        if self.spare is not None:
-            z, self.spare = self.spare, None
-            return z
-        u1 = ((self.u64() >> 11) + 1) * 2.0**-53
-        u2 = self.uniform()
-        r = math.sqrt(-2.0 * math.log(u1))
-        a = 6.283185307179586476925286766559 * u2
-        self.spare = r * math.sin(a)
-        return r * math.cos(a)
+        """The 256-layer ziggurat, as numpy's Generator.standard_normal draws it."""
+        k, w, f = ziggurat_tables()
+        while True:
+            bits = self.u64()
+            layer = bits & 0xFF
+            bits >>= 8
+            abscissa = (bits >> 1) & 0x000FFFFFFFFFFFFF
+            x = abscissa * w[layer]
+            if bits & 1:
+                x = -x
+            if abscissa < k[layer]:
+                return x
+            if layer == 0:
+                while True:
+                    xx = -ZIG_INV_R * math.log1p(-self.uniform())
+                    yy = -math.log1p(-self.uniform())
+                    if yy + yy > xx * xx:
+                        return -(ZIG_R + xx) if (abscissa >> 8) & 1 else ZIG_R + xx
+            if (f[layer - 1] - f[layer]) * self.uniform() + f[layer] < math.exp(-0.5 * x * x):
+                return x
 
     def sign(self) -> float:
         return 1.0 if self.u64() >> 63 else -1.0

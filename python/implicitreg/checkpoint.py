@@ -14,7 +14,9 @@ import tempfile
 
 import numpy as np
 
-FORMAT = 1
+# 2: normal variates by the ziggurat (format 1 runs drew them by Box-Muller: their streams differ,
+# so a format-1 checkpoint cannot continue bit for bit).
+FORMAT = 2
 
 
 def save(path, state: dict, fingerprint: dict) -> None:
@@ -45,7 +47,10 @@ def load(path, fingerprint: dict) -> dict:
     with np.load(os.fspath(path), allow_pickle=False) as z:
         meta = json.loads(str(z["__meta__"]))
         if meta.get("format") != FORMAT:
-            raise ValueError(f"checkpoint {path} has an unknown format {meta.get('format')}")
+            raise ValueError(
+                f"checkpoint {path} has format {meta.get('format')}, this version reads {FORMAT} "
+                "(an older or newer implicitreg wrote it; its random streams differ)"
+            )
         theirs = meta["fingerprint"]
         if theirs != fingerprint:
             keys = sorted(

@@ -58,7 +58,7 @@ Packet sigmoid_packet(const Packet& x) {
 template <class T, class F>
 void map_packets(const T* z, T* out, Index n, F f) {
   using Packet = typename Eigen::internal::packet_traits<T>::type;
-  constexpr Index P = Eigen::internal::unpacket_traits<Packet>::size;
+  constexpr Index P = Eigen::internal::packet_traits<T>::size;
   Index k = 0;
   for (; k + P <= n; k += P)
     Eigen::internal::pstoreu(out + k, f(Eigen::internal::ploadu<Packet>(z + k)));

@@ -138,17 +138,14 @@ class MLP {
 
   // grad = sum over rows of d(<Delta_seed, F>)/d theta, after forward() and seed_output().
   void backward(const T* theta, const MatRef<T>& X, Workspace& ws, T* grad) const {
-    for (std::size_t l = layers_.size(); l-- > 0;) {
-      const Layer& ly = layers_[l];
-      if (X.rows() == 1) {
-        layer_backward_one(ly, theta, l == 0 ? X.data() : ws.A[l - 1].data(), l, ws, grad);
-        continue;
-      }
-      MatMap<T> gW(grad + ly.w_offset, ly.out, ly.in);
-      gW.noalias() = ws.Delta[l].transpose() * (l == 0 ? X : MatRef<T>(ws.A[l - 1]));
-      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
-      if (l > 0) propagate(theta, l, ws);
-    }
+    backward_into(theta, X, ws, GradSink{grad});
+  }
+
+  // theta -= lr * grad, grad as backward() gives it, without a gradient buffer: each layer's
+  // weights are updated right after they propagated Delta to the layer below. Element by element
+  // the same arithmetic as backward() followed by `theta -= lr * grad`.
+  void backward_step(T* theta, const MatRef<T>& X, Workspace& ws, T lr) const {
+    backward_into(theta, X, ws, StepSink{theta, lr});
   }
 
   // Per-sample R_i = sum_o ||d f_o(x_i)/d theta||^2 added into r (n), by the per-layer norm trick
@@ -209,53 +206,127 @@ class MLP {
     for (Index j = 0; j < n; ++j) a[j] = z[j] > T(0) ? z[j] : T(0);
   }
 
+  // sum_k x[k] y[k] in four packet accumulators (independent chains: one chain is bound by the
+  // add latency), reduced pairwise: a fixed order for each build, no -ffast-math.
   static T dot_one(const T* x, const T* y, Index n) {
-    T acc = 0;
-#pragma omp simd reduction(+ : acc)
-    for (Index k = 0; k < n; ++k) acc += x[k] * y[k];
+    using namespace Eigen::internal;
+    using Packet = typename packet_traits<T>::type;
+    constexpr Index P = packet_traits<T>::size;
+    Packet a0 = pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
+    Index k = 0;
+    for (; k + 4 * P <= n; k += 4 * P) {
+      a0 = padd(a0, pmul(ploadu<Packet>(x + k), ploadu<Packet>(y + k)));
+      a1 = padd(a1, pmul(ploadu<Packet>(x + k + P), ploadu<Packet>(y + k + P)));
+      a2 = padd(a2, pmul(ploadu<Packet>(x + k + 2 * P), ploadu<Packet>(y + k + 2 * P)));
+      a3 = padd(a3, pmul(ploadu<Packet>(x + k + 3 * P), ploadu<Packet>(y + k + 3 * P)));
+    }
+    for (; k + P <= n; k += P) a0 = padd(a0, pmul(ploadu<Packet>(x + k), ploadu<Packet>(y + k)));
+    T acc = predux(padd(padd(a0, a1), padd(a2, a3)));
+    for (; k < n; ++k) acc += x[k] * y[k];
     return acc;
   }
 
   // z = W a + b for one input row a.
   static void layer_forward_one(const Layer& ly, const T* theta, const T* a, T* z) {
     const T* W = theta + ly.w_offset;
+    const T* b = ly.bias ? theta + ly.b_offset : nullptr;
     if (ly.out == 1) {
       z[0] = dot_one(W, a, ly.in);
+      if (b) z[0] += b[0];
     } else if (ly.in == 1) {
       const T a0 = a[0];
+      if (b) {
 #pragma omp simd
-      for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0;
+        for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0 + b[j];
+      } else {
+#pragma omp simd
+        for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0;
+      }
     } else {
       VecMap<T>(z, ly.out).noalias() = ConstMatMap<T>(W, ly.out, ly.in) * ConstVecMap<T>(a, ly.in);
-    }
-    if (ly.bias) {
-      const T* b = theta + ly.b_offset;
-#pragma omp simd
-      for (Index j = 0; j < ly.out; ++j) z[j] += b[j];
+      if (b) VecMap<T>(z, ly.out) += ConstVecMap<T>(b, ly.out);
     }
   }
 
-  // Gradient of layer l for one input row a (Delta[l] known), then Delta[l-1].
-  void layer_backward_one(const Layer& ly, const T* theta, const T* a, std::size_t l, Workspace& ws,
-                          T* grad) const {
-    const T* d = ws.Delta[l].data();
-    const T* W = theta + ly.w_offset;
-    T* gW = grad + ly.w_offset;
-    if (ly.in == 1) {  // outer product d a^T
-      const T a0 = a[0];
+  // Where backward_into puts d(.)/d theta of a block of parameters (a layer's W or b): written
+  // into a gradient (GradSink), or subtracted times lr from theta itself (StepSink). `put(off,
+  // n, g)` handles n entries g(k); `gemm(off, rows, cols, expr)` a product expression.
+  struct GradSink {
+    T* grad;
+    template <class G>
+    void put(Index off, Index n, G g) const {
+      T* out = grad + off;
 #pragma omp simd
-      for (Index j = 0; j < ly.out; ++j) gW[j] = d[j] * a0;
+      for (Index k = 0; k < n; ++k) out[k] = g(k);
+    }
+    template <class E>
+    void gemm(Index off, Index rows, Index cols, const E& e) const {
+      MatMap<T>(grad + off, rows, cols).noalias() = e;
+    }
+    template <class E>
+    void vec(Index off, Index n, const E& e) const {
+      VecMap<T>(grad + off, n) = e;
+    }
+  };
+  struct StepSink {
+    T* theta;
+    T lr;
+    template <class G>
+    void put(Index off, Index n, G g) const {
+      T* out = theta + off;
+      const T rate = lr;
+#pragma omp simd
+      for (Index k = 0; k < n; ++k) out[k] -= rate * g(k);
+    }
+    template <class E>
+    void gemm(Index off, Index rows, Index cols, const E& e) const {
+      MatMap<T>(theta + off, rows, cols).noalias() -= lr * e;  // GEMM with alpha = -lr
+    }
+    template <class E>
+    void vec(Index off, Index n, const E& e) const {
+      VecMap<T>(theta + off, n) -= lr * e;
+    }
+  };
+
+  // Backward pass from Delta_last, layer by layer: Delta[l-1] from the layer's weights first, then
+  // the layer's parameter derivatives to the sink (which may overwrite those weights).
+  template <class Sink>
+  void backward_into(const T* theta, const MatRef<T>& X, Workspace& ws, const Sink& sink) const {
+    for (std::size_t l = layers_.size(); l-- > 0;) {
+      const Layer& ly = layers_[l];
+      if (X.rows() == 1) {
+        if (l > 0) propagate_one(theta, l, ws);
+        layer_grad_one(ly, l == 0 ? X.data() : ws.A[l - 1].data(), ws.Delta[l].data(), sink);
+        continue;
+      }
+      if (l > 0) propagate(theta, l, ws);
+      sink.gemm(ly.w_offset, ly.out, ly.in,
+                ws.Delta[l].transpose() * (l == 0 ? X : MatRef<T>(ws.A[l - 1])));
+      if (ly.bias) sink.vec(ly.b_offset, ly.out, ws.Delta[l].colwise().sum().transpose());
+    }
+  }
+
+  // d(.)/dW = d a^T and d(.)/db = d of layer `ly` for one input row a, to the sink.
+  template <class Sink>
+  static void layer_grad_one(const Layer& ly, const T* a, const T* d, const Sink& sink) {
+    if (ly.in == 1) {
+      const T a0 = a[0];
+      sink.put(ly.w_offset, ly.out, [=](Index j) { return d[j] * a0; });
     } else {
       for (Index j = 0; j < ly.out; ++j) {
         const T dj = d[j];
-        T* row = gW + j * ly.in;
-#pragma omp simd
-        for (Index k = 0; k < ly.in; ++k) row[k] = dj * a[k];
+        sink.put(ly.w_offset + j * ly.in, ly.in, [=](Index k) { return dj * a[k]; });
       }
     }
-    if (ly.bias) std::copy(d, d + ly.out, grad + ly.b_offset);
-    if (l == 0) return;
-    T* prev = ws.Delta[l - 1].data();  // W^T d
+    if (ly.bias) sink.put(ly.b_offset, ly.out, [=](Index j) { return d[j]; });
+  }
+
+  // Delta[l-1] = (W_l^T Delta[l]) * act'_{l-1}(Z_{l-1}) for one sample.
+  void propagate_one(const T* theta, std::size_t l, Workspace& ws) const {
+    const Layer& ly = layers_[l];
+    const T* d = ws.Delta[l].data();
+    const T* W = theta + ly.w_offset;
+    T* prev = ws.Delta[l - 1].data();
     if (ly.out == 1) {
       const T d0 = d[0];
 #pragma omp simd

@@ -12,6 +12,8 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "dynamics.hpp"
@@ -38,6 +40,26 @@ struct RunSpec {
   std::int64_t burn_in = 0;
   double divergence_bound = std::numeric_limits<double>::infinity();
 };
+
+// Whether a model updates theta inside its backward pass (backward_step, see mlp.hpp).
+template <class Model, class = void>
+struct has_backward_step : std::false_type {};
+template <class Model>
+struct has_backward_step<Model, std::void_t<decltype(std::declval<const Model&>().backward_step(
+                                    nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
+                                    std::declval<typename Model::Workspace&>(),
+                                    ScalarOf<Model>(0)))>> : std::true_type {};
+
+// True if every entry is finite: an OR of per-element flags, vectorised (a sum would be a chain
+// of dependent adds, and overflow for large finite entries).
+template <class T>
+bool all_finite(const T* x, Index n) {
+  // Flags as wide as T, so that a vector compare feeds the OR without repacking.
+  std::conditional_t<sizeof(T) == 8, std::int64_t, std::int32_t> bad = 0;
+#pragma omp simd reduction(| : bad)
+  for (Index k = 0; k < n; ++k) bad |= !(std::abs(x[k]) <= std::numeric_limits<T>::max());
+  return bad == 0;
+}
 
 inline std::int64_t n_marks(std::int64_t total, std::int64_t every) {
   return every > 0 ? total / every + 1 : 0;
@@ -134,13 +156,16 @@ class Simulation {
     const double c = dyn_.loss.scale(B);
     w.Xb.resize(B, X_.cols());
     w.Yb.resize(B, out);
+    // Plain SGD: the update goes into the backward pass where the model offers that.
+    const bool fused = has_backward_step<Model>::value && dyn_.egr_mu == 0.0 &&
+                       dyn_.reg_lambda == 0.0 && dyn_.weight_decay == 0.0 &&
+                       dyn_.momentum == 0.0;
     for (std::int64_t s = begin; s < end; ++s) {
       if (!full) {
         sampler.draw(key_, r, s, w.idx);
-        for (Index j = 0; j < B; ++j) {
-          w.Xb.row(j) = X_.row(w.idx[j]);
-          w.Yb.row(j) = Y_.row(w.idx[j]);
-        }
+        for (Index j = 0; j < B; ++j) w.Yb.row(j) = Y_.row(w.idx[j]);
+        if (B > 1)
+          for (Index j = 0; j < B; ++j) w.Xb.row(j) = X_.row(w.idx[j]);
       } else {
         w.Yb = Y_;
       }
@@ -150,7 +175,10 @@ class Simulation {
           for (Index o = 0; o < out; ++o)
             w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
       }
-      const MatRef<T> Xb = full ? MatRef<T>(X_) : MatRef<T>(w.Xb);
+      // One sample is a view of its row of X, not a copy.
+      const MatRef<T> Xb = full ? MatRef<T>(X_)
+                                : (B == 1 ? MatRef<T>(X_.row(w.idx[0])) : MatRef<T>(w.Xb));
+      const double lr = schedule.at(s);
       if (dyn_.egr_mu != 0.0) {
         egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
                       w.grad.data());
@@ -158,14 +186,18 @@ class Simulation {
         model_.forward(w.theta.data(), Xb, w.step_ws);
         w.Yb = static_cast<T>(2 * c) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
         model_.seed_output(w.Yb, w.step_ws);
-        model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
+        if constexpr (has_backward_step<Model>::value) {
+          if (fused) model_.backward_step(w.theta.data(), Xb, w.step_ws, static_cast<T>(lr));
+        }
+        if (!fused) model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
       }
       if (dyn_.reg_lambda != 0.0) {
         regularizer_and_grad(model_, w.theta.data(), Xb, w.so_ws, w.reg_grad.data());
         w.grad += static_cast<T>(dyn_.reg_lambda * static_cast<double>(n) / B) * w.reg_grad;
       }
-      update(w, schedule.at(s), r, s);
-      if (!std::isfinite(static_cast<double>(w.theta.sum()))) {
+      if (!fused) update(w, lr);
+      if (dyn_.param_noise != ParamNoise::none) add_param_noise(w, lr, r, s);
+      if (!all_finite(w.theta.data(), p)) {
         diverged_at_[r] = s + 1;
         break;
       }
@@ -175,7 +207,7 @@ class Simulation {
     if (dyn_.momentum != 0.0) velocity_.row(r) = w.velocity.transpose();
   }
 
-  void update(ReplicaWork& w, double lr, Index r, std::int64_t s) {
+  void update(ReplicaWork& w, double lr) {
     const T lr_t = static_cast<T>(lr);
     if (dyn_.weight_decay != 0.0) w.grad += static_cast<T>(dyn_.weight_decay) * w.theta;
     if (dyn_.momentum != 0.0) {
@@ -184,14 +216,15 @@ class Simulation {
     } else {
       w.theta -= lr_t * w.grad;
     }
-    if (dyn_.param_noise != ParamNoise::none) {
-      const double scale = dyn_.param_noise == ParamNoise::gaussian
-                               ? dyn_.param_sigma
-                               : std::sqrt(2.0 * lr * dyn_.temperature);
-      Stream noise = key_.stream(r, s, Purpose::param_noise);
-      for (Index k = 0; k < w.theta.size(); ++k)
-        w.theta[k] += static_cast<T>(scale * noise.normal());
-    }
+  }
+
+  void add_param_noise(ReplicaWork& w, double lr, Index r, std::int64_t s) {
+    const double scale = dyn_.param_noise == ParamNoise::gaussian
+                             ? dyn_.param_sigma
+                             : std::sqrt(2.0 * lr * dyn_.temperature);
+    Stream noise = key_.stream(r, s, Purpose::param_noise);
+    for (Index k = 0; k < w.theta.size(); ++k)
+      w.theta[k] += static_cast<T>(scale * noise.normal());
   }
 
   // Records whatever falls due at `step` for parameters `th`. False if the replica diverged.
