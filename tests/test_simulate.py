@@ -251,3 +251,47 @@ def test_zero_steps():
     res = ir.simulate(net, theta, X, y, ir.GD(lr=0.01), steps=0, progress=False)
     np.testing.assert_array_equal(res.theta[0], theta)
     assert res.trace["loss"].shape == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "dyn",
+    [
+        ir.GD(lr=0.1),
+        ir.SGD(lr=0.1, batch_size=3, momentum=0.5),
+        ir.LabelNoiseSGD(
+            lr=0.05, sigma=0.5, lr_schedule=ir.Piecewise(boundaries=(30,), values=(0.05, 0.1))
+        ),
+        ir.SGD(lr=0.1, batch_size=4, sampling="epochs", param_noise="gaussian", param_sigma=1e-3),
+    ],
+    ids=["gd", "momentum", "schedule", "epochs-param-noise"],
+)
+def test_divergence_step_is_exact_between_records(dyn):
+    """Parameters are checked once per block of steps between records; a divergence inside a
+    block is replayed to its exact step: the same step and state as a check after every step."""
+    net = ir.MLP([1, 4, 1], activation="identity")
+    X = np.linspace(-1, 1, 10)[:, None]
+    y, theta = np.sin(3 * X[:, 0]), net.init(seed=0, scheme="xavier")
+    starts = np.stack([theta, theta * 30.0])
+    runs = []
+    for snapshot_every in (1, 0):  # snapshots at every step: a check at every step
+        with pytest.warns(ir.DivergenceWarning):
+            runs.append(
+                ir.simulate(
+                    net,
+                    starts,
+                    X,
+                    y,
+                    dyn,
+                    steps=1000,
+                    record=(),
+                    replicas=2,
+                    seed=3,
+                    snapshot_every=snapshot_every,
+                    progress=False,
+                    check_step_size=False,
+                )
+            )
+    a, b = runs
+    assert a.diverged_at[1] > 1 and (a.diverged_at == b.diverged_at).all()
+    np.testing.assert_array_equal(a.theta, b.theta)
+    assert not np.isfinite(b.theta[1]).all() and np.isfinite(b.theta[0]).all()

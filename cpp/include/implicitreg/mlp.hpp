@@ -87,8 +87,12 @@ class MLP {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const Layer& ly = layers_[l];
       RowMat<T>& Z = ws.Z[l];
-      if (X.rows() == 1) {
-        layer_forward_one(ly, theta, l == 0 ? X.data() : ws.A[l - 1].data(), Z.data());
+      if (X.rows() == 1) {  // relu is applied in the same pass
+        const bool relu = ly.act == Activation::relu;
+        layer_forward_one(ly, theta, l == 0 ? X.data() : ws.A[l - 1].data(), Z.data(),
+                          relu ? ws.A[l].data() : nullptr);
+        if (!relu) apply_activation<T>(ly.act, Z, ws.A[l]);
+        continue;
       } else {
         ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
         if (l == 0)
@@ -97,10 +101,7 @@ class MLP {
           Z.noalias() = ws.A[l - 1] * W.transpose();
         if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
       }
-      if (X.rows() == 1 && ly.act == Activation::relu)
-        relu_one(Z.data(), ws.A[l].data(), ly.out);
-      else
-        apply_activation<T>(ly.act, Z, ws.A[l]);
+      apply_activation<T>(ly.act, Z, ws.A[l]);
     }
   }
 
@@ -226,15 +227,21 @@ class MLP {
     return acc;
   }
 
-  // z = W a + b for one input row a.
-  static void layer_forward_one(const Layer& ly, const T* theta, const T* a, T* z) {
+  // z = W a + b for one input row a; also a_relu = max(z, 0) if a_relu is given.
+  static void layer_forward_one(const Layer& ly, const T* theta, const T* a, T* z, T* a_relu) {
     const T* W = theta + ly.w_offset;
     const T* b = ly.bias ? theta + ly.b_offset : nullptr;
-    if (ly.out == 1) {
-      z[0] = dot_one(W, a, ly.in);
-      if (b) z[0] += b[0];
-    } else if (ly.in == 1) {
+    if (ly.in == 1 && ly.out > 1) {  // an axpy, with the activation in the same pass
       const T a0 = a[0];
+      if (b && a_relu) {
+#pragma omp simd
+        for (Index j = 0; j < ly.out; ++j) {
+          const T v = W[j] * a0 + b[j];
+          z[j] = v;
+          a_relu[j] = v > T(0) ? v : T(0);
+        }
+        return;
+      }
       if (b) {
 #pragma omp simd
         for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0 + b[j];
@@ -242,10 +249,14 @@ class MLP {
 #pragma omp simd
         for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0;
       }
+    } else if (ly.out == 1) {
+      z[0] = dot_one(W, a, ly.in);
+      if (b) z[0] += b[0];
     } else {
       VecMap<T>(z, ly.out).noalias() = ConstMatMap<T>(W, ly.out, ly.in) * ConstVecMap<T>(a, ly.in);
       if (b) VecMap<T>(z, ly.out) += ConstVecMap<T>(b, ly.out);
     }
+    if (a_relu) relu_one(z, a_relu, ly.out);
   }
 
   // Where backward_into puts d(.)/d theta of a block of parameters (a layer's W or b): written
@@ -327,6 +338,21 @@ class MLP {
     const T* d = ws.Delta[l].data();
     const T* W = theta + ly.w_offset;
     T* prev = ws.Delta[l - 1].data();
+    const Activation act = layers_[l - 1].act;
+    if (ly.out == 1 && act == Activation::relu) {  // the relu mask in the same pass
+      // Packets by hand: GCC leaves this ternary as a branch per element.
+      using namespace Eigen::internal;
+      using Packet = typename packet_traits<T>::type;
+      constexpr Index P = packet_traits<T>::size;
+      const T* z = ws.Z[l - 1].data();
+      const Packet d0 = pset1<Packet>(d[0]), zero = pset1<Packet>(T(0));
+      Index k = 0;
+      for (; k + P <= ly.in; k += P)
+        pstoreu(prev + k, pselect(pcmp_lt(zero, ploadu<Packet>(z + k)),
+                                  pmul(d0, ploadu<Packet>(W + k)), zero));
+      for (; k < ly.in; ++k) prev[k] = z[k] > T(0) ? d[0] * W[k] : T(0);
+      return;
+    }
     if (ly.out == 1) {
       const T d0 = d[0];
 #pragma omp simd
@@ -337,7 +363,6 @@ class MLP {
       VecMap<T>(prev, ly.in).noalias() =
           ConstMatMap<T>(W, ly.out, ly.in).transpose() * ConstVecMap<T>(d, ly.out);
     }
-    const Activation act = layers_[l - 1].act;
     if (act == Activation::relu) {
       const T* z = ws.Z[l - 1].data();
 #pragma omp simd

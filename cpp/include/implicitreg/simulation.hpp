@@ -50,17 +50,6 @@ struct has_backward_step<Model, std::void_t<decltype(std::declval<const Model&>(
                                     std::declval<typename Model::Workspace&>(),
                                     ScalarOf<Model>(0)))>> : std::true_type {};
 
-// True if every entry is finite: an OR of per-element flags, vectorised (a sum would be a chain
-// of dependent adds, and overflow for large finite entries).
-template <class T>
-bool all_finite(const T* x, Index n) {
-  // Flags as wide as T, so that a vector compare feeds the OR without repacking.
-  std::conditional_t<sizeof(T) == 8, std::int64_t, std::int32_t> bad = 0;
-#pragma omp simd reduction(| : bad)
-  for (Index k = 0; k < n; ++k) bad |= !(std::abs(x[k]) <= std::numeric_limits<T>::max());
-  return bad == 0;
-}
-
 inline std::int64_t n_marks(std::int64_t total, std::int64_t every) {
   return every > 0 ? total / every + 1 : 0;
 }
@@ -138,73 +127,116 @@ class Simulation {
     std::vector<Index> idx;
     RowMat<T> Xb, Yb;
     Vec<T> theta, velocity, grad, reg_grad;
+    Vec<T> saved_theta, saved_velocity;  // at the start of a block of steps (run_replica)
   };
+
+  // Steps between two checks for non-finite parameters. A non-finite entry stays non-finite under
+  // every rule (theta is updated by adding to it: NaN stays NaN, inf stays inf or turns NaN), so
+  // one check after a block finds a divergence inside it; the block is then replayed from its
+  // saved start, checking every step, to find the exact step (the random numbers are keyed by
+  // step, so the replay is the same run).
+  static constexpr std::int64_t kCheckBlock = 256;
 
   void run_replica(Index r, std::int64_t begin, std::int64_t end) {
     if (diverged_at_[r] >= 0 || begin >= end) return;
-    const Index p = model_.n_params(), n = X_.rows(), out = model_.n_out();
+    const Index p = model_.n_params();
     ReplicaWork& w = work_[r];
     // Local copies: replicas in adjacent rows must not share cache lines while stepping.
     w.theta = theta_.row(r).transpose();
     if (dyn_.momentum != 0.0) w.velocity = velocity_.row(r).transpose();
     w.grad.resize(p);
     if (dyn_.reg_lambda != 0.0) w.reg_grad.resize(p);
-    BatchSampler sampler(dyn_, n);
+    BatchSampler sampler(dyn_, X_.rows());
+    w.Xb.resize(sampler.batch_size(), X_.cols());
+    w.Yb.resize(sampler.batch_size(), model_.n_out());
     Schedule schedule(dyn_, begin);
-    const Index B = sampler.batch_size();
+    for (std::int64_t s = begin; s < end;) {
+      // Up to the next step with something to record (none of the steps before has any).
+      const std::int64_t stop = next_observed(s + 1, std::min(end, s + kCheckBlock));
+      if (stop > s + 1) {
+        w.saved_theta = w.theta;
+        if (dyn_.momentum != 0.0) w.saved_velocity = w.velocity;
+      }
+      for (std::int64_t t = s; t < stop; ++t) advance(w, r, t, schedule.at(t), sampler);
+      if (!all_finite(w.theta.data(), p)) {
+        diverged_at_[r] = stop;
+        if (stop > s + 1) {
+          w.theta = w.saved_theta;
+          if (dyn_.momentum != 0.0) w.velocity = w.saved_velocity;
+          Schedule replay(dyn_, s);
+          for (std::int64_t t = s; t < stop; ++t) {
+            advance(w, r, t, replay.at(t), sampler);
+            if (!all_finite(w.theta.data(), p)) {
+              diverged_at_[r] = t + 1;
+              break;
+            }
+          }
+        }
+        break;
+      }
+      s = stop;
+      if (!observe(r, s, w.theta.data())) break;
+    }
+    theta_.row(r) = w.theta.transpose();
+    if (dyn_.momentum != 0.0) velocity_.row(r) = w.velocity.transpose();
+  }
+
+  // The first step in [from, limit) at which observe() has work; `limit` if none.
+  std::int64_t next_observed(std::int64_t from, std::int64_t limit) const {
+    auto next_multiple = [&](std::int64_t every) {
+      return every > 0 ? (from + every - 1) / every * every : limit;
+    };
+    std::int64_t next = limit;
+    if (!spec_.records.empty()) next = std::min(next, next_multiple(spec_.record_every));
+    next = std::min(next, next_multiple(spec_.snapshot_every));
+    if (probes_.rows() > 0) next = std::min(next, next_multiple(spec_.probe_every));
+    if (spec_.moments) next = std::min(next, std::max(from, spec_.burn_in + 1));
+    return std::max(next, from);
+  }
+
+  // One step of replica r from w.theta (and w.velocity): step `s` of the run, learning rate lr.
+  void advance(ReplicaWork& w, Index r, std::int64_t s, double lr, BatchSampler& sampler) {
+    const Index n = X_.rows(), out = model_.n_out(), B = sampler.batch_size();
     const bool full = dyn_.sampling == Sampling::full;
-    const double c = dyn_.loss.scale(B);
-    w.Xb.resize(B, X_.cols());
-    w.Yb.resize(B, out);
     // Plain SGD: the update goes into the backward pass where the model offers that.
     const bool fused = has_backward_step<Model>::value && dyn_.egr_mu == 0.0 &&
                        dyn_.reg_lambda == 0.0 && dyn_.weight_decay == 0.0 &&
                        dyn_.momentum == 0.0;
-    for (std::int64_t s = begin; s < end; ++s) {
-      if (!full) {
-        sampler.draw(key_, r, s, w.idx);
-        for (Index j = 0; j < B; ++j) w.Yb.row(j) = Y_.row(w.idx[j]);
-        if (B > 1)
-          for (Index j = 0; j < B; ++j) w.Xb.row(j) = X_.row(w.idx[j]);
-      } else {
-        w.Yb = Y_;
-      }
-      if (dyn_.label_noise != LabelNoise::none) {
-        Stream noise = key_.stream(r, s, Purpose::label_noise);
-        for (Index j = 0; j < B; ++j)
-          for (Index o = 0; o < out; ++o)
-            w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
-      }
-      // One sample is a view of its row of X, not a copy.
-      const MatRef<T> Xb = full ? MatRef<T>(X_)
-                                : (B == 1 ? MatRef<T>(X_.row(w.idx[0])) : MatRef<T>(w.Xb));
-      const double lr = schedule.at(s);
-      if (dyn_.egr_mu != 0.0) {
-        egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
-                      w.grad.data());
-      } else {
-        model_.forward(w.theta.data(), Xb, w.step_ws);
-        w.Yb = static_cast<T>(2 * c) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
-        model_.seed_output(w.Yb, w.step_ws);
-        if constexpr (has_backward_step<Model>::value) {
-          if (fused) model_.backward_step(w.theta.data(), Xb, w.step_ws, static_cast<T>(lr));
-        }
-        if (!fused) model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
-      }
-      if (dyn_.reg_lambda != 0.0) {
-        regularizer_and_grad(model_, w.theta.data(), Xb, w.so_ws, w.reg_grad.data());
-        w.grad += static_cast<T>(dyn_.reg_lambda * static_cast<double>(n) / B) * w.reg_grad;
-      }
-      if (!fused) update(w, lr);
-      if (dyn_.param_noise != ParamNoise::none) add_param_noise(w, lr, r, s);
-      if (!all_finite(w.theta.data(), p)) {
-        diverged_at_[r] = s + 1;
-        break;
-      }
-      if (!observe(r, s + 1, w.theta.data())) break;
+    if (!full) {
+      sampler.draw(key_, r, s, w.idx);
+      for (Index j = 0; j < B; ++j) w.Yb.row(j) = Y_.row(w.idx[j]);
+      if (B > 1)
+        for (Index j = 0; j < B; ++j) w.Xb.row(j) = X_.row(w.idx[j]);
+    } else {
+      w.Yb = Y_;
     }
-    theta_.row(r) = w.theta.transpose();
-    if (dyn_.momentum != 0.0) velocity_.row(r) = w.velocity.transpose();
+    if (dyn_.label_noise != LabelNoise::none) {
+      Stream noise = key_.stream(r, s, Purpose::label_noise);
+      for (Index j = 0; j < B; ++j)
+        for (Index o = 0; o < out; ++o)
+          w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
+    }
+    // One sample is a view of its row of X, not a copy.
+    const MatRef<T> Xb =
+        full ? MatRef<T>(X_) : (B == 1 ? MatRef<T>(X_.row(w.idx[0])) : MatRef<T>(w.Xb));
+    if (dyn_.egr_mu != 0.0) {
+      egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
+                    w.grad.data());
+    } else {
+      model_.forward(w.theta.data(), Xb, w.step_ws);
+      w.Yb = static_cast<T>(2 * dyn_.loss.scale(B)) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
+      model_.seed_output(w.Yb, w.step_ws);
+      if constexpr (has_backward_step<Model>::value) {
+        if (fused) model_.backward_step(w.theta.data(), Xb, w.step_ws, static_cast<T>(lr));
+      }
+      if (!fused) model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
+    }
+    if (dyn_.reg_lambda != 0.0) {
+      regularizer_and_grad(model_, w.theta.data(), Xb, w.so_ws, w.reg_grad.data());
+      w.grad += static_cast<T>(dyn_.reg_lambda * static_cast<double>(n) / B) * w.reg_grad;
+    }
+    if (!fused) update(w, lr);
+    if (dyn_.param_noise != ParamNoise::none) add_param_noise(w, lr, r, s);
   }
 
   void update(ReplicaWork& w, double lr) {
