@@ -87,12 +87,16 @@ class MLP {
     for (std::size_t l = 0; l < layers_.size(); ++l) {
       const Layer& ly = layers_[l];
       RowMat<T>& Z = ws.Z[l];
-      if (X.rows() == 1) {  // relu is applied in the same pass
-        const bool relu = ly.act == Activation::relu;
-        layer_forward_one(ly, theta, l == 0 ? X.data() : ws.A[l - 1].data(), Z.data(),
-                          relu ? ws.A[l].data() : nullptr);
-        if (!relu) apply_activation<T>(ly.act, Z, ws.A[l]);
-        continue;
+      const bool relu = ly.act == Activation::relu;
+      // Thin layers (width-1 input or output, as in small regression nets) are an axpy or a dot
+      // per row, relu in the same pass: a GEMM with inner size 1 costs more than it computes.
+      const bool thin = ly.in == 1 || ly.out == 1;
+      if (thin) {
+        const T* in = l == 0 ? X.data() : ws.A[l - 1].data();
+        const Index stride = l == 0 ? X.outerStride() : ly.in;
+        for (Index i = 0; i < X.rows(); ++i)
+          thin_forward_row(ly, theta, in + i * stride, Z.row(i).data(),
+                           relu ? ws.A[l].row(i).data() : nullptr);
       } else {
         ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
         if (l == 0)
@@ -101,7 +105,7 @@ class MLP {
           Z.noalias() = ws.A[l - 1] * W.transpose();
         if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
       }
-      apply_activation<T>(ly.act, Z, ws.A[l]);
+      if (!(thin && relu)) apply_activation<T>(ly.act, Z, ws.A[l]);
     }
   }
 
@@ -121,15 +125,23 @@ class MLP {
   // Delta_{l-1} = (Delta_l W_l) * act'_{l-1}(Z_{l-1}), elementwise.
   void propagate(const T* theta, std::size_t l, Workspace& ws) const {
     const Layer& ly = layers_[l];
-    ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
+    const T* W = theta + ly.w_offset;
+    const RowMat<T>& D = ws.Delta[l];
     RowMat<T>& prev = ws.Delta[l - 1];
-    if (prev.rows() == 1 && ly.out == 1)
-      prev = ws.Delta[l](0, 0) * W;
-    else
-      prev.noalias() = ws.Delta[l] * W;
     const Activation act = layers_[l - 1].act;
-    if (act == Activation::relu) {
-      prev = (ws.Z[l - 1].array() > T(0)).select(prev, T(0));
+    const bool relu = act == Activation::relu;
+    if (ly.out == 1) {  // rank one: row i is Delta_l(i) W, with the relu mask in the same pass
+      for (Index i = 0; i < D.rows(); ++i)
+        scaled_row(W, D(i, 0), relu ? ws.Z[l - 1].row(i).data() : nullptr, prev.row(i).data(),
+                   ly.in);
+      if (relu) return;
+    } else if (ly.in == 1) {
+      for (Index i = 0; i < D.rows(); ++i) prev(i, 0) = dot_one(W, D.row(i).data(), ly.out);
+    } else {
+      prev.noalias() = D * ConstMatMap<T>(W, ly.out, ly.in);
+    }
+    if (relu) {
+      relu_mask(ws.Z[l - 1].data(), prev.data(), prev.size());
     } else if (act != Activation::identity) {
       ws.D.resize(prev.rows(), prev.cols());
       activation_derivative<T>(act, ws.Z[l - 1], ws.A[l - 1], ws.D);
@@ -197,14 +209,38 @@ class MLP {
   }
 
  private:
-  // ---- one sample (rows == 1): the hot path of single-sample SGD on tiny nets ----------------
-  // Plain loops over contiguous rows, vectorised with `omp simd` (reductions included: an
-  // explicit, per-build fixed summation order, not -ffast-math). Width-1 inputs and outputs,
-  // the common shapes of small regression nets, are an axpy or a dot, not a general product.
+  // ---- row kernels: the hot path of small nets ----------------------------------------------
+  // Plain loops over contiguous rows, vectorised with `omp simd` or written on Eigen packets where
+  // GCC would leave a branch per element (reductions too: a fixed summation order per build, not
+  // -ffast-math).
 
-  static void relu_one(const T* z, T* a, Index n) {
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
+  static constexpr Index kPacket = Eigen::internal::packet_traits<T>::size;
+
+  // out[k] = d w[k], or 0 where z[k] <= 0 if z is given (relu').
+  static void scaled_row(const T* w, T d, const T* z, T* out, Index n) {
+    using namespace Eigen::internal;
+    if (!z) {
 #pragma omp simd
-    for (Index j = 0; j < n; ++j) a[j] = z[j] > T(0) ? z[j] : T(0);
+      for (Index k = 0; k < n; ++k) out[k] = d * w[k];
+      return;
+    }
+    const Packet dp = pset1<Packet>(d), zero = pset1<Packet>(T(0));
+    Index k = 0;
+    for (; k + kPacket <= n; k += kPacket)
+      pstoreu(out + k,
+              pselect(pcmp_lt(zero, ploadu<Packet>(z + k)), pmul(dp, ploadu<Packet>(w + k)), zero));
+    for (; k < n; ++k) out[k] = z[k] > T(0) ? d * w[k] : T(0);
+  }
+
+  // x[k] = 0 where z[k] <= 0 (relu').
+  static void relu_mask(const T* z, T* x, Index n) {
+    using namespace Eigen::internal;
+    const Packet zero = pset1<Packet>(T(0));
+    Index k = 0;
+    for (; k + kPacket <= n; k += kPacket)
+      pstoreu(x + k, pselect(pcmp_lt(zero, ploadu<Packet>(z + k)), ploadu<Packet>(x + k), zero));
+    for (; k < n; ++k) x[k] = z[k] > T(0) ? x[k] : T(0);
   }
 
   // sum_k x[k] y[k] in four packet accumulators (independent chains: one chain is bound by the
@@ -227,36 +263,38 @@ class MLP {
     return acc;
   }
 
-  // z = W a + b for one input row a; also a_relu = max(z, 0) if a_relu is given.
-  static void layer_forward_one(const Layer& ly, const T* theta, const T* a, T* z, T* a_relu) {
+  // z = W a + b for one input row a of a thin layer (in == 1 or out == 1); also a_relu =
+  // max(z, 0) if a_relu is given.
+  static void thin_forward_row(const Layer& ly, const T* theta, const T* a, T* z, T* a_relu) {
     const T* W = theta + ly.w_offset;
     const T* b = ly.bias ? theta + ly.b_offset : nullptr;
-    if (ly.in == 1 && ly.out > 1) {  // an axpy, with the activation in the same pass
-      const T a0 = a[0];
-      if (b && a_relu) {
-#pragma omp simd
-        for (Index j = 0; j < ly.out; ++j) {
-          const T v = W[j] * a0 + b[j];
-          z[j] = v;
-          a_relu[j] = v > T(0) ? v : T(0);
-        }
-        return;
-      }
-      if (b) {
-#pragma omp simd
-        for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0 + b[j];
-      } else {
-#pragma omp simd
-        for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0;
-      }
-    } else if (ly.out == 1) {
+    if (ly.out == 1) {
       z[0] = dot_one(W, a, ly.in);
       if (b) z[0] += b[0];
-    } else {
-      VecMap<T>(z, ly.out).noalias() = ConstMatMap<T>(W, ly.out, ly.in) * ConstVecMap<T>(a, ly.in);
-      if (b) VecMap<T>(z, ly.out) += ConstVecMap<T>(b, ly.out);
+      if (a_relu) a_relu[0] = z[0] > T(0) ? z[0] : T(0);
+      return;
     }
-    if (a_relu) relu_one(z, a_relu, ly.out);
+    const T a0 = a[0];
+    if (b && a_relu) {
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) {
+        const T v = W[j] * a0 + b[j];
+        z[j] = v;
+        a_relu[j] = v > T(0) ? v : T(0);
+      }
+      return;
+    }
+    if (b) {
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0 + b[j];
+    } else {
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) z[j] = W[j] * a0;
+    }
+    if (a_relu) {
+#pragma omp simd
+      for (Index j = 0; j < ly.out; ++j) a_relu[j] = z[j] > T(0) ? z[j] : T(0);
+    }
   }
 
   // Where backward_into puts d(.)/d theta of a block of parameters (a layer's W or b): written
@@ -305,12 +343,11 @@ class MLP {
   void backward_into(const T* theta, const MatRef<T>& X, Workspace& ws, const Sink& sink) const {
     for (std::size_t l = layers_.size(); l-- > 0;) {
       const Layer& ly = layers_[l];
+      if (l > 0) propagate(theta, l, ws);
       if (X.rows() == 1) {
-        if (l > 0) propagate_one(theta, l, ws);
         layer_grad_one(ly, l == 0 ? X.data() : ws.A[l - 1].data(), ws.Delta[l].data(), sink);
         continue;
       }
-      if (l > 0) propagate(theta, l, ws);
       sink.gemm(ly.w_offset, ly.out, ly.in,
                 ws.Delta[l].transpose() * (l == 0 ? X : MatRef<T>(ws.A[l - 1])));
       if (ly.bias) sink.vec(ly.b_offset, ly.out, ws.Delta[l].colwise().sum().transpose());
@@ -330,48 +367,6 @@ class MLP {
       }
     }
     if (ly.bias) sink.put(ly.b_offset, ly.out, [=](Index j) { return d[j]; });
-  }
-
-  // Delta[l-1] = (W_l^T Delta[l]) * act'_{l-1}(Z_{l-1}) for one sample.
-  void propagate_one(const T* theta, std::size_t l, Workspace& ws) const {
-    const Layer& ly = layers_[l];
-    const T* d = ws.Delta[l].data();
-    const T* W = theta + ly.w_offset;
-    T* prev = ws.Delta[l - 1].data();
-    const Activation act = layers_[l - 1].act;
-    if (ly.out == 1 && act == Activation::relu) {  // the relu mask in the same pass
-      // Packets by hand: GCC leaves this ternary as a branch per element.
-      using namespace Eigen::internal;
-      using Packet = typename packet_traits<T>::type;
-      constexpr Index P = packet_traits<T>::size;
-      const T* z = ws.Z[l - 1].data();
-      const Packet d0 = pset1<Packet>(d[0]), zero = pset1<Packet>(T(0));
-      Index k = 0;
-      for (; k + P <= ly.in; k += P)
-        pstoreu(prev + k, pselect(pcmp_lt(zero, ploadu<Packet>(z + k)),
-                                  pmul(d0, ploadu<Packet>(W + k)), zero));
-      for (; k < ly.in; ++k) prev[k] = z[k] > T(0) ? d[0] * W[k] : T(0);
-      return;
-    }
-    if (ly.out == 1) {
-      const T d0 = d[0];
-#pragma omp simd
-      for (Index k = 0; k < ly.in; ++k) prev[k] = d0 * W[k];
-    } else if (ly.in == 1) {
-      prev[0] = dot_one(W, d, ly.out);
-    } else {
-      VecMap<T>(prev, ly.in).noalias() =
-          ConstMatMap<T>(W, ly.out, ly.in).transpose() * ConstVecMap<T>(d, ly.out);
-    }
-    if (act == Activation::relu) {
-      const T* z = ws.Z[l - 1].data();
-#pragma omp simd
-      for (Index k = 0; k < ly.in; ++k) prev[k] = z[k] > T(0) ? prev[k] : T(0);
-    } else if (act != Activation::identity) {
-      ws.D.resize(1, ly.in);
-      activation_derivative<T>(act, ws.Z[l - 1], ws.A[l - 1], ws.D);
-      VecMap<T>(prev, ly.in).array() *= ConstVecMap<T>(ws.D.data(), ly.in).array();
-    }
   }
 
   std::vector<Layer> layers_;
