@@ -8,6 +8,11 @@
 // Gradients of <S, U V^T>: S V (for U) and S^T U (for V); symmetric: (S + S^T) U, so canonical()
 // symmetrises S once and pull_back is one (d x d)(d x k) product. Per-sample gradients are
 // (A_i + A_i^T) U, or (A_i V, A_i^T U): R_i = ||(A_i + A_i^T) U||_F^2 (+ the analogous sum).
+//
+// Packed form (symmetric only; what a Simulation runs on): <A, U U^T> only sees A + A^T, so a
+// sample becomes its d(d+1)/2 upper-triangle entries a_kl = A_kl + A_lk (k < l), a_kk = A_kk,
+// and phi the upper triangle of U U^T. The passes over the data read half as many numbers; a
+// packed gradient g unpacks to the symmetric S + S^T (off-diagonal g_kl, diagonal 2 g_kk).
 #pragma once
 
 #include <stdexcept>
@@ -27,26 +32,61 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
   Index k() const { return k_; }
   bool asymmetric() const { return asym_; }
   Index n_params() const { return (asym_ ? 2 : 1) * d_ * k_; }
-  Index n_in() const { return d_ * d_; }
+  Index n_in() const { return packed_ ? d_ * (d_ + 1) / 2 : d_ * d_; }
+
+  // The same model on packed samples (see above); asymmetric models have no packed form.
+  MatrixSensing packed() const {
+    MatrixSensing m = *this;
+    m.packed_ = !asym_;
+    return m;
+  }
+
+  // Samples (rows of vec(A_i)) in the form packed() reads.
+  RowMat<T> pack(const RowMat<T>& X) const {
+    if (asym_) return X;
+    RowMat<T> P(X.rows(), d_ * (d_ + 1) / 2);
+    for (Index i = 0; i < X.rows(); ++i) {
+      ConstMatMap<T> A(X.row(i).data(), d_, d_);
+      Index q = 0;
+      for (Index k = 0; k < d_; ++k)
+        for (Index l = k; l < d_; ++l) P(i, q++) = l == k ? A(k, k) : A(k, l) + A(l, k);
+    }
+    return P;
+  }
 
   void phi(const T* theta, T* out) const {
-    MatMap<T>(out, d_, d_).noalias() = U(theta) * V(theta).transpose();
+    if (!packed_) {
+      MatMap<T>(out, d_, d_).noalias() = U(theta) * V(theta).transpose();
+      return;
+    }
+    RowMat<T>& M = scratch();
+    M.noalias() = U(theta) * U(theta).transpose();
+    pack_upper(M, out);
   }
 
   void tangent(const T* theta, const T* v, T* out) const {
-    MatMap<T> dM(out, d_, d_);
+    RowMat<T>& M = scratch();
+    MatMap<T> dM(packed_ ? M.data() : out, d_, d_);
     dM.noalias() = U(v) * V(theta).transpose();
     dM.noalias() += U(theta) * V(v).transpose();
+    if (packed_) pack_upper(M, out);
   }
 
   void canonical(T* g) const {
-    if (asym_) return;
+    if (asym_ || packed_) return;  // packed: pull_back unpacks
     MatMap<T> S(g, d_, d_);
     for (Index i = 0; i < d_; ++i)
       for (Index j = 0; j <= i; ++j) S(i, j) = S(j, i) = S(i, j) + S(j, i);
   }
 
   void pull_back(const T* theta, const T* g, T* out, bool add) const {
+    if (packed_) {
+      RowMat<T>& M = scratch();
+      Index q = 0;
+      for (Index k = 0; k < d_; ++k)
+        for (Index l = k; l < d_; ++l, ++q) M(k, l) = M(l, k) = l == k ? T(2) * g[q] : g[q];
+      g = M.data();
+    }
     ConstMatMap<T> S(g, d_, d_);
     MatMap<T> gU(out, d_, k_);
     if (add)
@@ -67,8 +107,22 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
     return ConstMatMap<T>(theta + (asym_ ? d_ * k_ : 0), d_, k_);
   }
 
+  // A d x d buffer of the calling thread (replicas step on several threads at once).
+  RowMat<T>& scratch() const {
+    thread_local RowMat<T> M;
+    M.resize(d_, d_);
+    return M;
+  }
+
+  void pack_upper(const RowMat<T>& M, T* out) const {
+    Index q = 0;
+    for (Index k = 0; k < d_; ++k)
+      for (Index l = k; l < d_; ++l) out[q++] = M(k, l);
+  }
+
   Index d_, k_;
   bool asym_;
+  bool packed_ = false;
 };
 
 template <class T>

@@ -50,6 +50,14 @@ struct has_backward_step<Model, std::void_t<decltype(std::declval<const Model&>(
                                     std::declval<typename Model::Workspace&>(),
                                     ScalarOf<Model>(0)))>> : std::true_type {};
 
+// Whether a model has a packed form for long runs (pack/packed, see matrix_sensing.hpp).
+template <class Model, class = void>
+struct has_packed_form : std::false_type {};
+template <class Model>
+struct has_packed_form<Model, std::void_t<decltype(std::declval<const Model&>().pack(
+                                  std::declval<const RowMat<ScalarOf<Model>>&>()))>>
+    : std::true_type {};
+
 inline std::int64_t n_marks(std::int64_t total, std::int64_t every) {
   return every > 0 ? total / every + 1 : 0;
 }
@@ -69,6 +77,11 @@ class Simulation {
         key_(spec_.seed),
         probes_(std::move(probes)),
         reference_(std::move(reference)) {
+    if constexpr (has_packed_form<Model>::value) {  // the data once, in the faster form
+      X_ = model_.pack(X_);
+      probes_ = model_.pack(probes_);
+      model_ = model_.packed();
+    }
     theta_ = theta0;
     diverged_at_.assign(theta0.rows(), -1);
     const Index R = theta0.rows(), p = model_.n_params();
