@@ -13,6 +13,7 @@
 
 #include "activation.hpp"
 #include "config.hpp"
+#include "kernels.hpp"
 
 namespace implicitreg {
 
@@ -136,7 +137,7 @@ class MLP {
                    ly.in);
       if (relu) return;
     } else if (ly.in == 1) {
-      for (Index i = 0; i < D.rows(); ++i) prev(i, 0) = dot_one(W, D.row(i).data(), ly.out);
+      for (Index i = 0; i < D.rows(); ++i) prev(i, 0) = dot(W, D.row(i).data(), ly.out);
     } else {
       prev.noalias() = D * ConstMatMap<T>(W, ly.out, ly.in);
     }
@@ -243,33 +244,13 @@ class MLP {
     for (; k < n; ++k) x[k] = z[k] > T(0) ? x[k] : T(0);
   }
 
-  // sum_k x[k] y[k] in four packet accumulators (independent chains: one chain is bound by the
-  // add latency), reduced pairwise: a fixed order for each build, no -ffast-math.
-  static T dot_one(const T* x, const T* y, Index n) {
-    using namespace Eigen::internal;
-    using Packet = typename packet_traits<T>::type;
-    constexpr Index P = packet_traits<T>::size;
-    Packet a0 = pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
-    Index k = 0;
-    for (; k + 4 * P <= n; k += 4 * P) {
-      a0 = padd(a0, pmul(ploadu<Packet>(x + k), ploadu<Packet>(y + k)));
-      a1 = padd(a1, pmul(ploadu<Packet>(x + k + P), ploadu<Packet>(y + k + P)));
-      a2 = padd(a2, pmul(ploadu<Packet>(x + k + 2 * P), ploadu<Packet>(y + k + 2 * P)));
-      a3 = padd(a3, pmul(ploadu<Packet>(x + k + 3 * P), ploadu<Packet>(y + k + 3 * P)));
-    }
-    for (; k + P <= n; k += P) a0 = padd(a0, pmul(ploadu<Packet>(x + k), ploadu<Packet>(y + k)));
-    T acc = predux(padd(padd(a0, a1), padd(a2, a3)));
-    for (; k < n; ++k) acc += x[k] * y[k];
-    return acc;
-  }
-
   // z = W a + b for one input row a of a thin layer (in == 1 or out == 1); also a_relu =
   // max(z, 0) if a_relu is given.
   static void thin_forward_row(const Layer& ly, const T* theta, const T* a, T* z, T* a_relu) {
     const T* W = theta + ly.w_offset;
     const T* b = ly.bias ? theta + ly.b_offset : nullptr;
     if (ly.out == 1) {
-      z[0] = dot_one(W, a, ly.in);
+      z[0] = dot(W, a, ly.in);
       if (b) z[0] += b[0];
       if (a_relu) a_relu[0] = z[0] > T(0) ? z[0] : T(0);
       return;

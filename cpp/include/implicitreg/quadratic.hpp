@@ -25,6 +25,7 @@
 #pragma once
 
 #include "config.hpp"
+#include "kernels.hpp"
 #include "loss.hpp"
 #include "model.hpp"
 #include "objective.hpp"
@@ -56,6 +57,37 @@ class QuadraticModel {
   template <class DF>
   void seed_output(const DF& dF, Workspace& ws) const {
     ws.delta = dF;
+  }
+
+  // grad = J^T dF with dF = two_c (F - Y), F = X phi, in one pass over X (a forward, the residual
+  // and backward() together): each row's dot product, then the rows, four at a time, added into
+  // X^T dF while they are in cache. The long-run step of Simulation; F is not kept.
+  void residual_backward(const T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c,
+                         Workspace& ws, T* grad) const {
+    const Index m = self().n_in(), n = X.rows();
+    ws.phi.resize(m);
+    self().phi(theta, ws.phi.data());
+    ws.g.setZero(m);
+    T* g = ws.g.data();
+    auto residual = [&](Index i) {
+      return two_c * (dot(X.row(i).data(), ws.phi.data(), m) - Y(i, 0));
+    };
+    Index i = 0;
+    for (; i + 4 <= n; i += 4) {
+      const T r0 = residual(i), r1 = residual(i + 1), r2 = residual(i + 2), r3 = residual(i + 3);
+      const T *x0 = X.row(i).data(), *x1 = X.row(i + 1).data(), *x2 = X.row(i + 2).data(),
+              *x3 = X.row(i + 3).data();
+#pragma omp simd
+      for (Index k = 0; k < m; ++k) g[k] += ((r0 * x0[k] + r1 * x1[k]) + (r2 * x2[k] + r3 * x3[k]));
+    }
+    for (; i < n; ++i) {
+      const T r = residual(i);
+      const T* x = X.row(i).data();
+#pragma omp simd
+      for (Index k = 0; k < m; ++k) g[k] += r * x[k];
+    }
+    self().canonical(g);
+    self().pull_back(theta, g, grad, false);
   }
 
   void backward(const T* theta, const MatRef<T>& X, Workspace& ws, T* grad) const {

@@ -50,6 +50,17 @@ struct has_backward_step<Model, std::void_t<decltype(std::declval<const Model&>(
                                     std::declval<typename Model::Workspace&>(),
                                     ScalarOf<Model>(0)))>> : std::true_type {};
 
+// Whether a model computes the loss gradient in one pass over the data (residual_backward, see
+// quadratic.hpp).
+template <class Model, class = void>
+struct has_residual_backward : std::false_type {};
+template <class Model>
+struct has_residual_backward<
+    Model, std::void_t<decltype(std::declval<const Model&>().residual_backward(
+               nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
+               std::declval<const MatRef<ScalarOf<Model>>&>(), ScalarOf<Model>(0),
+               std::declval<typename Model::Workspace&>(), nullptr))>> : std::true_type {};
+
 // Whether a model has a packed form for long runs (pack/packed, see matrix_sensing.hpp).
 template <class Model, class = void>
 struct has_packed_form : std::false_type {};
@@ -235,6 +246,9 @@ class Simulation {
     if (dyn_.egr_mu != 0.0) {
       egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
                     w.grad.data());
+    } else if constexpr (has_residual_backward<Model>::value) {
+      model_.residual_backward(w.theta.data(), Xb, MatRef<T>(w.Yb),
+                               static_cast<T>(2 * dyn_.loss.scale(B)), w.step_ws, w.grad.data());
     } else {
       model_.forward(w.theta.data(), Xb, w.step_ws);
       w.Yb = static_cast<T>(2 * dyn_.loss.scale(B)) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
