@@ -165,14 +165,14 @@ inline double Stream::normal() {
       for (;;) {
         const double xx = -Ziggurat::inv_r * std::log1p(-uniform());
         const double yy = -std::log1p(-uniform());
-        if (yy + yy > xx * xx) return ((abscissa >> 8) & 1) ? -(Ziggurat::r + xx) : Ziggurat::r + xx;
+        if (yy + yy > xx * xx)
+          return ((abscissa >> 8) & 1) ? -(Ziggurat::r + xx) : Ziggurat::r + xx;
       }
     }
     if ((z.f[layer - 1] - z.f[layer]) * uniform() + z.f[layer] < std::exp(-0.5 * x * x)) return x;
     bits = next_u64();
   }
 }
-
 
 struct Key {
   std::uint64_t k0, k1;

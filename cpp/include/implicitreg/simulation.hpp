@@ -45,21 +45,23 @@ struct RunSpec {
 template <class Model, class = void>
 struct has_backward_step : std::false_type {};
 template <class Model>
-struct has_backward_step<Model, std::void_t<decltype(std::declval<const Model&>().backward_step(
-                                    nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
-                                    std::declval<typename Model::Workspace&>(),
-                                    ScalarOf<Model>(0)))>> : std::true_type {};
+struct has_backward_step<Model,
+                         std::void_t<decltype(std::declval<const Model&>().backward_step(
+                             nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
+                             std::declval<typename Model::Workspace&>(), ScalarOf<Model>(0)))>>
+    : std::true_type {};
 
 // Whether a model computes the loss gradient in one pass over the data (residual_backward, see
 // quadratic.hpp).
 template <class Model, class = void>
 struct has_residual_backward : std::false_type {};
 template <class Model>
-struct has_residual_backward<
-    Model, std::void_t<decltype(std::declval<const Model&>().residual_backward(
-               nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
-               std::declval<const MatRef<ScalarOf<Model>>&>(), ScalarOf<Model>(0),
-               std::declval<typename Model::Workspace&>(), nullptr))>> : std::true_type {};
+struct has_residual_backward<Model,
+                             std::void_t<decltype(std::declval<const Model&>().residual_backward(
+                                 nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
+                                 std::declval<const MatRef<ScalarOf<Model>>&>(), ScalarOf<Model>(0),
+                                 std::declval<typename Model::Workspace&>(), nullptr))>>
+    : std::true_type {};
 
 // Whether a model has a packed form for long runs (pack/packed, see matrix_sensing.hpp).
 template <class Model, class = void>
@@ -224,8 +226,7 @@ class Simulation {
     const bool full = dyn_.sampling == Sampling::full;
     // Plain SGD: the update goes into the backward pass where the model offers that.
     const bool fused = has_backward_step<Model>::value && dyn_.egr_mu == 0.0 &&
-                       dyn_.reg_lambda == 0.0 && dyn_.weight_decay == 0.0 &&
-                       dyn_.momentum == 0.0;
+                       dyn_.reg_lambda == 0.0 && dyn_.weight_decay == 0.0 && dyn_.momentum == 0.0;
     if (!full) {
       sampler.draw(key_, r, s, w.idx);
       for (Index j = 0; j < B; ++j) w.Yb.row(j) = Y_.row(w.idx[j]);
@@ -282,8 +283,7 @@ class Simulation {
                              ? dyn_.param_sigma
                              : std::sqrt(2.0 * lr * dyn_.temperature);
     Stream noise = key_.stream(r, s, Purpose::param_noise);
-    for (Index k = 0; k < w.theta.size(); ++k)
-      w.theta[k] += static_cast<T>(scale * noise.normal());
+    for (Index k = 0; k < w.theta.size(); ++k) w.theta[k] += static_cast<T>(scale * noise.normal());
   }
 
   // Records whatever falls due at `step` for parameters `th`. False if the replica diverged.
