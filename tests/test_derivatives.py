@@ -616,6 +616,9 @@ def test_vectorised_activations_within_a_few_ulp(activation: str, width: int, dt
     want = np.tanh(exact) if activation == "tanh" else special.expit(exact)
     np.testing.assert_array_equal(got, np.repeat(got[:, :1], width, axis=1))
     ulp = np.spacing(np.maximum(np.abs(want), np.finfo(dtype).tiny).astype(dtype))
-    assert np.max(np.abs(got[:, 0] - want) / ulp) <= 4
+    # Ours (double tanh, sigmoid): 4 ulp. Eigen's float tanh, a rational approximation, measures
+    # up to 4.5 ulp in the SSE2 build.
+    limit = 6 if (dtype == np.float32 and activation == "tanh") else 4
+    assert np.max(np.abs(got[:, 0] - want) / ulp) <= limit
     if activation == "tanh":
         assert np.all(np.sign(got[:, 0]) == np.sign(z)) and np.all(np.abs(got) <= 1)
