@@ -18,7 +18,13 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+def markers(name: str = "") -> tuple[str, str]:
+    """The marker lines of a README block: ``bench-table`` or ``bench-table-NAME``."""
+    tag = f"bench-table-{name}" if name else "bench-table"
+    return f"<!-- {tag}:start -->", f"<!-- {tag}:end -->"
+
+
+START, END = markers()
 MISSING = "—"
 DESCRIPTION = {  # the workloads of shared/workloads.md, in a few words
     "W1": "1-D ReLU net, 1 sample/step",
@@ -160,8 +166,9 @@ def render(data: dict) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def replace_block(text: str, block: str, path: str = "README") -> str:
-    """``text`` with everything between the marker lines replaced by ``block``."""
+def replace_block(text: str, block: str, path: str = "README", name: str = "") -> str:
+    """``text`` with everything between the marker lines (of block ``name``) replaced."""
+    START, END = markers(name)
     lines = text.splitlines(keepends=True)
     starts = [i for i, s in enumerate(lines) if s.strip() == START]
     ends = [i for i, s in enumerate(lines) if s.strip() == END]
@@ -178,6 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("results", help="the JSON written by run.py --json")
     ap.add_argument("--readme", help="replace the marked block of this file instead of printing")
+    ap.add_argument(
+        "--block",
+        default="",
+        help="which block: NAME uses the markers <!-- bench-table-NAME:start/end --> "
+        "(e.g. a second table for another thread count)",
+    )
     args = ap.parse_args(argv)
     with open(args.results, encoding="utf-8") as f:
         data = json.load(f)
@@ -189,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with open(args.readme, encoding="utf-8") as f:
         text = f.read()
-    new = replace_block(text, block, args.readme)
+    new = replace_block(text, block, args.readme, args.block)
     with open(args.readme, "w", encoding="utf-8") as f:
         f.write(new)
     print(f"{args.readme}: benchmark table updated from {args.results}", file=sys.stderr)

@@ -100,3 +100,15 @@ def test_readme_replacement(tmp_path):
     with pytest.raises(SystemExit, match="bench-table:start"):
         table.main([str(path), "--readme", str(readme)])
     assert readme.read_text() == "# No markers here\n"
+
+
+def test_named_block_leaves_the_main_block_alone(tmp_path):
+    table = load_table()
+    path = results_json(tmp_path)
+    readme = tmp_path / "README.md"
+    start2, end2 = table.markers("2threads")
+    readme.write_text(f"{table.START}\nmain\n{table.END}\n\n{start2}\nold\n{end2}\n")
+    assert table.main([str(path), "--readme", str(readme), "--block", "2threads"]) == 0
+    text = readme.read_text()
+    assert f"{table.START}\nmain\n{table.END}" in text and "old" not in text
+    assert "| 0.50 / 0.25 |" in text.split(start2)[1]
