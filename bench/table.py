@@ -18,6 +18,8 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+
 def markers(name: str = "") -> tuple[str, str]:
     """The marker lines of a README block: ``bench-table`` or ``bench-table-NAME``."""
     tag = f"bench-table-{name}" if name else "bench-table"
