@@ -27,6 +27,16 @@
 //                                           L; grad L (if grad); H u. u may alias grad.
 //   double regularizer_and_grad(const M&, theta, X, ws, T* grad);   R and grad R (if grad)
 //
+// Optional, detected by Simulation (simulation.hpp) and used in long runs when present:
+//
+//   void backward_step(T* theta, const MatRef<T>& X, Workspace&, T lr) const;
+//                                           theta -= lr * J^T dF in the backward pass (MLP)
+//   void residual_backward(theta, X, Y, T two_c, Workspace&, T* grad) const;
+//                                           forward, residual and backward in one pass (quadratic)
+//   RowMat<T> pack(const RowMat<T>& X) const;  M packed() const;
+//                                           the data once in a faster form, and the model that
+//                                           reads it (symmetric matrix sensing)
+//
 // hvp, gnvp and egr_direction are written once over these. Implementations:
 //   mlp.hpp + second_order.hpp         MLP<T> (per-layer backprop, Pearlmutter R-op)
 //   quadratic.hpp                      QuadraticModel<Derived, T>: f(x) = <x, phi(theta)> with
