@@ -1,4 +1,5 @@
-"""Random MLP architectures shared by the derivative test modules (one seed per module)."""
+"""Test conventions shared by the derivative test modules: the loss normalisations, the
+activations, and random MLP architectures (one seed per module)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,16 @@ import numpy as np
 import implicitreg as ir
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
+
+# L = coef * (1/n if mean else 1) * sum_i ||f(x_i) - y_i||^2, written out here independently of
+# the library's own table (implicitreg.quantities.NORMALIZATIONS).
+NORMALIZATIONS: dict[str, tuple[float, bool]] = {
+    "mean_half": (0.5, True),
+    "mean": (1.0, True),
+    "sum_half": (0.5, False),
+    "sum_sq": (1.0, False),
+    "mean_quarter": (0.25, True),
+}
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from _archs import NORMALIZATIONS
 from torch import nn
 from torch.func import functional_call, grad, hessian, jacrev, jvp, vmap
-
-# L = coef * (1/n if mean else 1) * sum_i ||f(x_i) - y_i||^2
-NORMALIZATIONS: dict[str, tuple[float, bool]] = {
-    "mean_half": (0.5, True),
-    "mean": (1.0, True),
-    "sum_half": (0.5, False),
-    "sum_sq": (1.0, False),
-    "mean_quarter": (0.25, True),
-}
 
 
 def activation_module(name: str) -> nn.Module:

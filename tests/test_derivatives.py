@@ -31,19 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from _archs import Arch, assert_covers_grid, make_architectures
+from _archs import NORMALIZATIONS, Arch, assert_covers_grid, make_architectures
 from scipy import special, stats
 
 import implicitreg as ir
-
-# L = coef * (1/n if mean else 1) * sum_i ||f(x_i) - y_i||^2
-NORMALIZATIONS = {
-    "mean_half": (0.5, True),
-    "mean": (1.0, True),
-    "sum_half": (0.5, False),
-    "sum_sq": (1.0, False),
-    "mean_quarter": (0.25, True),
-}
 
 EPS64 = float(np.finfo(np.float64).eps)
 H_SMOOTH = 1e-5

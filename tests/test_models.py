@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from _archs import NORMALIZATIONS
 from _reference import trajectory
 from test_dynamics import RULES, STEPS
 
@@ -26,7 +27,7 @@ MODELS = {
     "diag_uv": ir.DiagonalLinear(5, "uv"),
     "diag_w2": ir.DiagonalLinear(5, "w2"),
 }
-COEF = {"mean_half": (0.5, True), "sum_sq": (1.0, False), "mean_quarter": (0.25, True)}
+COEF = {k: NORMALIZATIONS[k] for k in ("mean_half", "sum_sq", "mean_quarter")}
 
 
 def problem(name, n=6, seed=0, scale=0.7, sensing_scale=1.0):

@@ -31,18 +31,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _archs import ACTIVATIONS, NORMALIZATIONS, Arch
 
 import implicitreg as ir
 import implicitreg.second_order as so
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "softplus", "identity")
-NORMALIZATIONS = {  # coef, divide by n
-    "mean_half": (0.5, True),
-    "mean": (1.0, True),
-    "mean_quarter": (0.25, True),
-    "sum_half": (0.5, False),
-    "sum_sq": (1.0, False),
-}
 EPS64 = float(np.finfo(np.float64).eps)
 H_FD = 1e-5
 FD_ROUND = 1e3
@@ -57,43 +50,6 @@ N_DIRECTIONS = 3
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Arch:
-    index: int
-    sizes: tuple[int, ...]
-    activation: str | tuple[str, ...]
-    bias: bool | tuple[bool, ...]
-    output_activation: str
-    n: int
-
-    @property
-    def acts(self) -> list[str]:
-        hidden = len(self.sizes) - 2
-        acts = [self.activation] * hidden if isinstance(self.activation, str) else self.activation
-        return [*acts, self.output_activation]
-
-    @property
-    def id(self) -> str:
-        act = self.activation if isinstance(self.activation, str) else "-".join(self.activation)
-        bias = (
-            self.bias
-            if isinstance(self.bias, bool)
-            else "".join("1" if b else "0" for b in self.bias)
-        )
-        return (
-            f"a{self.index:02d}-{'x'.join(map(str, self.sizes))}-{act}-out_"
-            f"{self.output_activation}-b{bias}-n{self.n}"
-        )
-
-    def build(self) -> ir.MLP:
-        return ir.MLP(
-            self.sizes,
-            activation=self.activation,
-            bias=self.bias,
-            output_activation=self.output_activation,
-        )
-
-
 def make_architectures(seed: int = 4_2024) -> list[Arch]:
     rng = np.random.default_rng(seed)
     archs = []
@@ -105,7 +61,7 @@ def make_architectures(seed: int = 4_2024) -> list[Arch]:
             int(rng.integers(1, 4)),
         )
         out_act = act if depth == 0 else "identity"
-        archs.append(Arch(k, sizes, act, bool(k % 2), out_act, int(rng.integers(1, 7))))
+        archs.append(Arch(k, sizes, act, bool(k % 2), out_act, int(rng.integers(1, 7)), "s"))
     for k in range(20, 26):  # mixed per-layer activations and biases, output activations
         depth = 2 + k % 2
         sizes = (
@@ -115,7 +71,7 @@ def make_architectures(seed: int = 4_2024) -> list[Arch]:
         )
         acts = tuple(ACTIVATIONS[int(i)] for i in rng.integers(0, 5, size=depth))
         bias = tuple(bool(b) for b in rng.random(depth + 1) < 0.5)
-        archs.append(Arch(k, sizes, acts, bias, ACTIVATIONS[k % 5], int(rng.integers(1, 7))))
+        archs.append(Arch(k, sizes, acts, bias, ACTIVATIONS[k % 5], int(rng.integers(1, 7)), "s"))
     return archs
 
 
@@ -151,7 +107,7 @@ def preactivations(net, theta, X) -> list[np.ndarray]:
 def relu_pattern(arch: Arch, net, theta, X) -> np.ndarray:
     zs = preactivations(net, theta, X)
     return np.concatenate(
-        [(z > 0).ravel() for z, a in zip(zs, arch.acts, strict=True) if a == "relu"]
+        [(z > 0).ravel() for z, a in zip(zs, arch.layer_acts, strict=True) if a == "relu"]
         + [np.zeros(0, bool)]
     )
 
@@ -160,7 +116,7 @@ def relu_margin(arch: Arch, net, theta, X) -> float:
     """Smallest nonzero |z| over relu pre-activations (an exact 0 stays 0 near theta)."""
     zs = [
         np.abs(z[z != 0])
-        for z, a in zip(preactivations(net, theta, X), arch.acts, strict=True)
+        for z, a in zip(preactivations(net, theta, X), arch.layer_acts, strict=True)
         if a == "relu"
     ]
     zs = [z for z in zs if z.size]
@@ -216,7 +172,7 @@ def unit_directions(p: int, seed: int, count: int = N_DIRECTIONS) -> np.ndarray:
 def fd_check(analytic, fun, case: Case, V: np.ndarray, round_scale: float, what: str):
     """analytic[:, k] against central differences of fun along V[:, k] (tolerances: module doc)."""
     h = H_FD
-    if "relu" in case.arch.acts:
+    if "relu" in case.arch.layer_acts:
         base = relu_pattern(case.arch, case.net, case.theta, case.X)
         for v in V.T:
             for t in (case.theta + 2 * h * v, case.theta - 2 * h * v):
