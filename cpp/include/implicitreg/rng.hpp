@@ -77,7 +77,7 @@ class Stream {
   double sign() { return (next_u64() >> 63) ? 1.0 : -1.0; }
 
  private:
-  double normal_slow(u64 bits);
+  bool outside_core(int layer, u64 abscissa, double x, double& accepted);
 
   // The next block, or once a stream has used one, the next four at once: independent
   // blocks overlap in the pipeline (one block is a chain of ten dependent multiplies). The
@@ -138,40 +138,37 @@ inline const Ziggurat ziggurat_tables;
 
 // The fast path (99% of draws) is small enough to inline; the rest is a call.
 inline double Stream::normal() {
-  const u64 bits = next_u64();
-  const int layer = static_cast<int>(bits & 0xff);
-  const u64 abscissa = (bits >> 9) & 0x000fffffffffffffULL;
-  if (abscissa < ziggurat_tables.k[layer]) {
+  for (;;) {
+    const u64 bits = next_u64();
+    const int layer = static_cast<int>(bits & 0xff);
+    const u64 abscissa = (bits >> 9) & 0x000fffffffffffffULL;
     // Below 2^52: a signed conversion is exact and one instruction (unsigned is not, on AVX2).
-    const double x =
-        static_cast<double>(static_cast<std::int64_t>(abscissa)) * ziggurat_tables.w[layer];
     // The sign by a multiply (exact): a branch on a random bit mispredicts half the time.
-    return (1.0 - 2.0 * static_cast<double>((bits >> 8) & 1)) * x;
+    const double x = (1.0 - 2.0 * static_cast<double>((bits >> 8) & 1)) *
+                     static_cast<double>(static_cast<std::int64_t>(abscissa)) *
+                     ziggurat_tables.w[layer];
+    if (abscissa < ziggurat_tables.k[layer]) return x;
+    double accepted;
+    if (outside_core(layer, abscissa, x, accepted)) return accepted;
   }
-  return normal_slow(bits);
 }
 
-// A draw outside its layer's core: accepted against the density, or redrawn.
-[[gnu::noinline]] inline double Stream::normal_slow(u64 bits) {
+// A draw outside its layer's core: true (and the variate) if accepted against the density.
+[[gnu::noinline]] inline bool Stream::outside_core(int layer, u64 abscissa, double x,
+                                                   double& accepted) {
   const Ziggurat& z = ziggurat_tables;
-  for (;;) {
-    const int layer = static_cast<int>(bits & 0xff);
-    const bool negative = (bits >> 8) & 1;
-    const u64 abscissa = (bits >> 9) & 0x000fffffffffffffULL;
-    double x = static_cast<double>(static_cast<std::int64_t>(abscissa)) * z.w[layer];
-    if (negative) x = -x;
-    if (abscissa < z.k[layer]) return x;
-    if (layer == 0) {  // the tail beyond r, by Marsaglia's exponential rejection
-      for (;;) {
-        const double xx = -Ziggurat::inv_r * std::log1p(-uniform());
-        const double yy = -std::log1p(-uniform());
-        if (yy + yy > xx * xx)
-          return ((abscissa >> 8) & 1) ? -(Ziggurat::r + xx) : Ziggurat::r + xx;
+  if (layer == 0) {  // the tail beyond r, by Marsaglia's exponential rejection
+    for (;;) {
+      const double xx = -Ziggurat::inv_r * std::log1p(-uniform());
+      const double yy = -std::log1p(-uniform());
+      if (yy + yy > xx * xx) {
+        accepted = ((abscissa >> 8) & 1) ? -(Ziggurat::r + xx) : Ziggurat::r + xx;
+        return true;
       }
     }
-    if ((z.f[layer - 1] - z.f[layer]) * uniform() + z.f[layer] < std::exp(-0.5 * x * x)) return x;
-    bits = next_u64();
   }
+  accepted = x;
+  return (z.f[layer - 1] - z.f[layer]) * uniform() + z.f[layer] < std::exp(-0.5 * x * x);
 }
 
 struct Key {
