@@ -59,6 +59,16 @@ def test_rule_matches_reference(name):
         np.testing.assert_allclose(res.snapshots[:, replica], ref, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("name", RULES)
+def test_rule_matches_reference_over_unrecorded_steps(name):
+    """No record between the start and the end: the steps run as one block, their random numbers
+    computed ahead (StepStreams), with the same result."""
+    net, theta, X, y = problem()
+    res = ir.simulate(net, theta, X, y, RULES[name], steps=STEPS, seed=11, progress=False)
+    ref = trajectory(net, theta, X, y, RULES[name], STEPS, seed=11)
+    np.testing.assert_allclose(res.theta[0], ref[-1], rtol=1e-12, atol=1e-14)
+
+
 def test_vector_output_label_noise_matches_reference():
     net, theta, X, y = problem(out=3)
     dyn = ir.LabelNoiseSGD(lr=0.1, sigma=0.3, batch_size=2)
@@ -86,3 +96,21 @@ def test_float32_follows_float64():
     )
     assert r32.theta.dtype == np.float32
     np.testing.assert_allclose(r32.theta, r64.theta, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "softplus", "identity"])
+@pytest.mark.parametrize(
+    "width,bias", [(1, True), (7, True), (8, False), (8, (True, False)), (100, True)]
+)
+def test_scalar_two_layer_nets_follow_reference_to_the_last_bit(activation, width, bias):
+    """1 -> m -> 1 nets take a fused one-sample step (MLP::sgd_step) with the operations of the
+    layer-by-layer gradient, so the trajectory is the reference's bit for bit. Snapshots only
+    every 40 steps: the steps' random numbers come from blocks computed ahead (StepStreams)."""
+    net = ir.MLP([1, width, 1], activation=activation, bias=bias)
+    x = np.linspace(-1, 1, 10)[:, None]
+    y = np.sin(3 * x[:, 0])
+    theta = net.init(seed=2)
+    dyn = ir.LabelNoiseSGD(lr=0.01, sigma=0.1, noise="gaussian", batch_size=1)
+    res = ir.simulate(net, theta, x, y, dyn, steps=120, seed=5, snapshot_every=40, progress=False)
+    ref = trajectory(net, theta, x, y, dyn, 120, seed=5)
+    np.testing.assert_array_equal(res.snapshots[:, 0], ref[::40])

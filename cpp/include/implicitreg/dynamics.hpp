@@ -83,13 +83,18 @@ class BatchSampler {
 
   Index batch_size() const { return d_.sampling == Sampling::full ? n_ : d_.batch_size; }
 
+  // Computes ahead the first random block of each step in [from, to) that draw() will use.
+  void prepare(const Key& key, std::uint64_t replica, std::int64_t from, std::int64_t to) {
+    if (d_.sampling == Sampling::replacement) ahead_.fill(key, replica, from, to);
+  }
+
   void draw(const Key& key, std::uint64_t replica, std::int64_t step, std::vector<Index>& idx) {
     const Index B = batch_size();
     idx.resize(B);
     if (d_.sampling == Sampling::full) {
       std::iota(idx.begin(), idx.end(), Index(0));
     } else if (d_.sampling == Sampling::replacement) {
-      Stream s = key.stream(replica, step, Purpose::batch);
+      Stream s = ahead_.at(key, replica, step);
       for (Index j = 0; j < B; ++j) idx[j] = static_cast<Index>(s.below(n_));
     } else {
       // Position q in the endless stream of permutations: epoch q / n, slot q % n.
@@ -116,6 +121,7 @@ class BatchSampler {
   Index n_;
   std::vector<Index> perm_;
   std::int64_t perm_epoch_ = -1;
+  StepStreams ahead_{Purpose::batch};
 };
 
 }  // namespace implicitreg

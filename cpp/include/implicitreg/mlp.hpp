@@ -155,10 +155,20 @@ class MLP {
     backward_into(theta, X, ws, GradSink{grad});
   }
 
-  // theta -= lr * grad, grad as backward() gives it, without a gradient buffer: each layer's
-  // weights are updated right after they propagated Delta to the layer below. Element by element
-  // the same arithmetic as backward() followed by `theta -= lr * grad`.
-  void backward_step(T* theta, const MatRef<T>& X, Workspace& ws, T lr) const {
+  // One gradient step on the squared loss c * sum_i ||f(x_i) - y_i||^2 (two_c = 2c): theta -=
+  // lr * grad, without a gradient buffer. Each layer's weights are updated right after they
+  // propagated Delta to the layer below; a two-layer net with scalar input and output (the
+  // 1-D regression nets) takes one sample in two passes over its hidden units. Element by element
+  // the same arithmetic as forward(), seed_output(two_c (F - Y)), backward(), `theta -= lr grad`.
+  // Leaves the workspace's Delta unspecified.
+  void sgd_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c, Workspace& ws,
+                T lr) const {
+    if (X.rows() == 1 && scalar_two_layer()) {
+      scalar_two_layer_step(theta, X, Y(0, 0), two_c, ws, lr);
+      return;
+    }
+    forward(theta, X, ws);
+    seed_output(two_c * (outputs(ws) - Y), ws);
     backward_into(theta, X, ws, StepSink{theta, lr});
   }
 
@@ -276,6 +286,74 @@ class MLP {
 #pragma omp simd
       for (Index j = 0; j < ly.out; ++j) a_relu[j] = z[j] > T(0) ? z[j] : T(0);
     }
+  }
+
+  // 1 -> m -> 1 with a linear output: f(x) = sum_j v_j act(w_j x + b_j) + c.
+  bool scalar_two_layer() const {
+    return layers_.size() == 2 && layers_[0].in == 1 && layers_[1].out == 1 &&
+           layers_[1].act == Activation::identity;
+  }
+
+  // sgd_step for one sample of a scalar_two_layer() net: f, then one pass that propagates
+  // d = two_c (f - y) to the hidden units (delta_j = d v_j act'(z_j)) and updates v, w and b
+  // together, with the operations of the layer-by-layer path element by element (delta from v
+  // before v is updated). Relu units are recomputed from (w_j, b_j) in that pass rather than
+  // stored: the forward pass then only reads, and the update pass, store-bound, writes just the
+  // 3m parameters.
+  void scalar_two_layer_step(T* theta, const MatRef<T>& X, T y, T two_c, Workspace& ws,
+                             T lr) const {
+    using namespace Eigen::internal;
+    const Layer &hidden = layers_[0], &out = layers_[1];
+    const Index m = hidden.out;
+    const T x = X(0, 0);
+    T *w = theta + hidden.w_offset, *v = theta + out.w_offset;
+    T* b = hidden.bias ? theta + hidden.b_offset : nullptr;
+    const bool relu = hidden.act == Activation::relu;
+    const bool scaled = !relu && hidden.act != Activation::identity;  // delta_j needs act'(z_j)
+    // Lambdas capture by value: a reference to a local could alias theta's stores, and the loop
+    // would reload it after each one.
+    // z_j = w_j x + b_j as thin_forward_row computes it, and relu(z_j) as it does.
+    auto z_at = [=](Index k, auto as) {
+      using P = typename decltype(as)::type;
+      const P wx = pmul(load(as, w + k), pset1<P>(x));
+      return b ? padd(wx, load(as, b + k)) : wx;
+    };
+    T f;
+    if (relu) {
+      f = dot_with(v, m, [=](Index k, auto as) {
+        const auto z = z_at(k, as);
+        return pand(pcmp_lt(pzero(z), z), z);  // all-ones where z > 0: relu(z)
+      });
+      if (out.bias) f += theta[out.b_offset];
+    } else {
+      forward(theta, X, ws);
+      f = ws.A[1](0, 0);
+      if (scaled) {
+        ws.D.resize(1, m);
+        activation_derivative<T>(hidden.act, ws.Z[0], ws.A[0], ws.D);
+      }
+    }
+    const T d = two_c * (f - y);
+    const T* a_stored = relu ? nullptr : ws.A[0].data();  // the workspace is unused for relu
+    const T* act_d = ws.D.data();
+    for_each_packet<T>(m, [=](Index k, auto as) {
+      using P = typename decltype(as)::type;
+      const P vk = load(as, v + k), dv = pmul(pset1<P>(d), vk);
+      P a = dv, delta = dv;
+      if (relu) {
+        const P z = z_at(k, as), on = pcmp_lt(pzero(z), z);
+        a = pand(on, z);
+        delta = pand(on, dv);
+      } else {
+        a = load(as, a_stored + k);
+        if (scaled) delta = pmul(dv, load(as, act_d + k));
+      }
+      const P rate = pset1<P>(lr);
+      pstoreu(v + k, psub(vk, pmul(rate, pmul(pset1<P>(d), a))));
+      pstoreu(w + k, psub(load(as, w + k), pmul(rate, pmul(delta, pset1<P>(x)))));
+      if (b) pstoreu(b + k, psub(load(as, b + k), pmul(rate, delta)));
+    });
+    if (out.bias) theta[out.b_offset] -= lr * d;
   }
 
   // Where backward_into puts d(.)/d theta of a block of parameters (a layer's W or b): written

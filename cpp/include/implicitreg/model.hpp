@@ -29,8 +29,9 @@
 //
 // Optional, detected by Simulation (simulation.hpp) and used in long runs when present:
 //
-//   void backward_step(T* theta, const MatRef<T>& X, Workspace&, T lr) const;
-//                                           theta -= lr * J^T dF in the backward pass (MLP)
+//   void sgd_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c, Workspace&, T lr)
+//                                           theta -= lr * J^T two_c (F - Y), updating in the
+//                                           backward pass (MLP)
 //   void residual_backward(theta, X, Y, T two_c, Workspace&, T* grad) const;
 //                                           forward, residual and backward in one pass (quadratic)
 //   RowMat<T> pack(const RowMat<T>& X) const;  M packed() const;

@@ -4,8 +4,10 @@
 // resumed run continues the exact stream of an uninterrupted one.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 namespace implicitreg {
 
@@ -55,6 +57,12 @@ class Stream {
 
   Stream(u64 key0, u64 key1, u64 replica, u64 step, Purpose purpose)
       : k0_(key0), k1_(key1), ctr_{{step, replica, 0, static_cast<u64>(purpose)}} {}
+
+  // The same stream, its first block already computed (StepStreams).
+  Stream(u64 key0, u64 key1, u64 replica, u64 step, Purpose purpose, const Philox4x64::Block& first)
+      : k0_(key0), k1_(key1), ctr_{{step, replica, 1, static_cast<u64>(purpose)}}, filled_(4) {
+    for (int w = 0; w < 4; ++w) buf_[w] = first.v[w];
+  }
 
   u64 next_u64() {
     if (pos_ == filled_) refill();
@@ -178,6 +186,45 @@ struct Key {
   Stream stream(std::uint64_t replica, std::uint64_t step, Purpose purpose) const {
     return Stream(k0, k1, replica, step, purpose);
   }
+};
+
+// The streams of one (replica, purpose) over a range of steps, with the first block of each
+// computed in one pass beforehand: independent blocks keep the multiplier busy (a lone block is a
+// chain of ten dependent multiplies), so a step that needs one block gets it at the throughput
+// cost. at(key, replica, step) is key.stream(replica, step, purpose), filled or not.
+class StepStreams {
+ public:
+  using u64 = std::uint64_t;
+
+  explicit StepStreams(Purpose purpose) : purpose_(purpose) {}
+
+  void fill(const Key& key, u64 replica, std::int64_t from, std::int64_t to) {
+    k0_ = key.k0;
+    k1_ = key.k1;
+    replica_ = replica;
+    from_ = from;
+    first_.resize(static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0)));
+    for (std::size_t i = 0; i < first_.size(); ++i) {
+      const Philox4x64::Block c{
+          {static_cast<u64>(from) + i, replica, 0, static_cast<u64>(purpose_)}};
+      first_[i] = Philox4x64::generate(c, k0_, k1_);
+    }
+  }
+
+  Stream at(const Key& key, u64 replica, std::int64_t step) const {
+    const std::int64_t i = step - from_;
+    if (i < 0 || i >= static_cast<std::int64_t>(first_.size()) || replica != replica_ ||
+        key.k0 != k0_ || key.k1 != k1_)
+      return key.stream(replica, static_cast<u64>(step), purpose_);
+    return Stream(k0_, k1_, replica_, static_cast<u64>(step), purpose_,
+                  first_[static_cast<std::size_t>(i)]);
+  }
+
+ private:
+  u64 k0_ = 0, k1_ = 0, replica_ = 0;
+  Purpose purpose_;
+  std::int64_t from_ = 0;
+  std::vector<Philox4x64::Block> first_;
 };
 
 }  // namespace implicitreg

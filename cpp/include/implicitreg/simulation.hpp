@@ -10,6 +10,7 @@
 // recorded loss exceeds `divergence_bound`, stops; `diverged_at` holds that step (-1 if none).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -41,14 +42,15 @@ struct RunSpec {
   double divergence_bound = std::numeric_limits<double>::infinity();
 };
 
-// Whether a model updates theta inside its backward pass (backward_step, see mlp.hpp).
+// Whether a model takes a gradient step on the squared loss in one call, updating theta inside
+// its backward pass (sgd_step, see mlp.hpp).
 template <class Model, class = void>
-struct has_backward_step : std::false_type {};
+struct has_sgd_step : std::false_type {};
 template <class Model>
-struct has_backward_step<Model,
-                         std::void_t<decltype(std::declval<const Model&>().backward_step(
-                             nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
-                             std::declval<typename Model::Workspace&>(), ScalarOf<Model>(0)))>>
+struct has_sgd_step<Model, std::void_t<decltype(std::declval<const Model&>().sgd_step(
+                               nullptr, std::declval<const MatRef<ScalarOf<Model>>&>(),
+                               std::declval<const MatRef<ScalarOf<Model>>&>(), ScalarOf<Model>(0),
+                               std::declval<typename Model::Workspace&>(), ScalarOf<Model>(0)))>>
     : std::true_type {};
 
 // Whether a model computes the loss gradient in one pass over the data (residual_backward, see
@@ -151,6 +153,7 @@ class Simulation {
     typename Model::Workspace step_ws, eval_ws;
     SecondOrderWorkspace<Model> so_ws;  // explicit regularizers only
     std::vector<Index> idx;
+    StepStreams label_noise{Purpose::label_noise}, param_noise{Purpose::param_noise};
     RowMat<T> Xb, Yb;
     Vec<T> theta, velocity, grad, reg_grad;
     Vec<T> saved_theta, saved_velocity;  // at the start of a block of steps (run_replica)
@@ -179,6 +182,9 @@ class Simulation {
     for (std::int64_t s = begin; s < end;) {
       // Up to the next step with something to record (none of the steps before has any).
       const std::int64_t stop = next_observed(s + 1, std::min(end, s + kCheckBlock));
+      sampler.prepare(key_, r, s, stop);
+      if (dyn_.label_noise != LabelNoise::none) w.label_noise.fill(key_, r, s, stop);
+      if (dyn_.param_noise != ParamNoise::none) w.param_noise.fill(key_, r, s, stop);
       if (stop > s + 1) {
         w.saved_theta = w.theta;
         if (dyn_.momentum != 0.0) w.saved_velocity = w.velocity;
@@ -225,18 +231,18 @@ class Simulation {
     const Index n = X_.rows(), out = model_.n_out(), B = sampler.batch_size();
     const bool full = dyn_.sampling == Sampling::full;
     // Plain SGD: the update goes into the backward pass where the model offers that.
-    const bool fused = has_backward_step<Model>::value && dyn_.egr_mu == 0.0 &&
-                       dyn_.reg_lambda == 0.0 && dyn_.weight_decay == 0.0 && dyn_.momentum == 0.0;
+    const bool fused = has_sgd_step<Model>::value && dyn_.egr_mu == 0.0 && dyn_.reg_lambda == 0.0 &&
+                       dyn_.weight_decay == 0.0 && dyn_.momentum == 0.0;
     if (!full) {
       sampler.draw(key_, r, s, w.idx);
-      for (Index j = 0; j < B; ++j) w.Yb.row(j) = Y_.row(w.idx[j]);
+      for (Index j = 0; j < B; ++j) std::copy_n(&Y_(w.idx[j], 0), out, &w.Yb(j, 0));
       if (B > 1)
         for (Index j = 0; j < B; ++j) w.Xb.row(j) = X_.row(w.idx[j]);
     } else {
       w.Yb = Y_;
     }
     if (dyn_.label_noise != LabelNoise::none) {
-      Stream noise = key_.stream(r, s, Purpose::label_noise);
+      Stream noise = w.label_noise.at(key_, r, s);
       for (Index j = 0; j < B; ++j)
         for (Index o = 0; o < out; ++o)
           w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
@@ -244,20 +250,21 @@ class Simulation {
     // One sample is a view of its row of X, not a copy.
     const MatRef<T> Xb =
         full ? MatRef<T>(X_) : (B == 1 ? MatRef<T>(X_.row(w.idx[0])) : MatRef<T>(w.Xb));
+    const T two_c = static_cast<T>(2 * dyn_.loss.scale(B));  // dL/dF = two_c (F - Y)
     if (dyn_.egr_mu != 0.0) {
       egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
                     w.grad.data());
+    } else if (fused) {
+      if constexpr (has_sgd_step<Model>::value)
+        model_.sgd_step(w.theta.data(), Xb, MatRef<T>(w.Yb), two_c, w.step_ws, static_cast<T>(lr));
     } else if constexpr (has_residual_backward<Model>::value) {
-      model_.residual_backward(w.theta.data(), Xb, MatRef<T>(w.Yb),
-                               static_cast<T>(2 * dyn_.loss.scale(B)), w.step_ws, w.grad.data());
+      model_.residual_backward(w.theta.data(), Xb, MatRef<T>(w.Yb), two_c, w.step_ws,
+                               w.grad.data());
     } else {
       model_.forward(w.theta.data(), Xb, w.step_ws);
-      w.Yb = static_cast<T>(2 * dyn_.loss.scale(B)) * (model_.outputs(w.step_ws) - w.Yb);  // dL/dF
+      w.Yb = two_c * (model_.outputs(w.step_ws) - w.Yb);
       model_.seed_output(w.Yb, w.step_ws);
-      if constexpr (has_backward_step<Model>::value) {
-        if (fused) model_.backward_step(w.theta.data(), Xb, w.step_ws, static_cast<T>(lr));
-      }
-      if (!fused) model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
+      model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
     }
     if (dyn_.reg_lambda != 0.0) {
       regularizer_and_grad(model_, w.theta.data(), Xb, w.so_ws, w.reg_grad.data());
@@ -282,7 +289,7 @@ class Simulation {
     const double scale = dyn_.param_noise == ParamNoise::gaussian
                              ? dyn_.param_sigma
                              : std::sqrt(2.0 * lr * dyn_.temperature);
-    Stream noise = key_.stream(r, s, Purpose::param_noise);
+    Stream noise = w.param_noise.at(key_, r, s);
     for (Index k = 0; k < w.theta.size(); ++k) w.theta[k] += static_cast<T>(scale * noise.normal());
   }
 
