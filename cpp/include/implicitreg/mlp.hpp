@@ -297,9 +297,7 @@ class MLP {
   // sgd_step for one sample of a scalar_two_layer() net: f, then one pass that propagates
   // d = two_c (f - y) to the hidden units (delta_j = d v_j act'(z_j)) and updates v, w and b
   // together, with the operations of the layer-by-layer path element by element (delta from v
-  // before v is updated). Relu units are recomputed from (w_j, b_j) in that pass rather than
-  // stored: the forward pass then only reads, and the update pass, store-bound, writes just the
-  // 3m parameters.
+  // before v is updated). Relu units and f come from one pass that stores only relu(z).
   void scalar_two_layer_step(T* theta, const MatRef<T>& X, T y, T two_c, Workspace& ws,
                              T lr) const {
     using namespace Eigen::internal;
@@ -310,19 +308,19 @@ class MLP {
     T* b = hidden.bias ? theta + hidden.b_offset : nullptr;
     const bool relu = hidden.act == Activation::relu;
     const bool scaled = !relu && hidden.act != Activation::identity;  // delta_j needs act'(z_j)
-    // Lambdas capture by value: a reference to a local could alias theta's stores, and the loop
-    // would reload it after each one.
-    // z_j = w_j x + b_j as thin_forward_row computes it, and relu(z_j) as it does.
-    auto z_at = [=](Index k, auto as) {
-      using P = typename decltype(as)::type;
-      const P wx = pmul(load(as, w + k), pset1<P>(x));
-      return b ? padd(wx, load(as, b + k)) : wx;
-    };
     T f;
     if (relu) {
+      prepare(ws, 1);
+      T* a = ws.A[0].data();
+      // Lambdas capture by value: a reference to a local could alias the stores, and the loop
+      // would reload it after each one. z_j and relu(z_j) as thin_forward_row computes them.
       f = dot_with(v, m, [=](Index k, auto as) {
-        const auto z = z_at(k, as);
-        return pand(pcmp_lt(pzero(z), z), z);  // all-ones where z > 0: relu(z)
+        using P = typename decltype(as)::type;
+        const P wx = pmul(load(as, w + k), pset1<P>(x));
+        const P z = b ? padd(wx, load(as, b + k)) : wx;
+        const P relu_z = pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
+        pstoreu(a + k, relu_z);
+        return relu_z;
       });
       if (out.bias) f += theta[out.b_offset];
     } else {
@@ -334,22 +332,15 @@ class MLP {
       }
     }
     const T d = two_c * (f - y);
-    const T* a_stored = relu ? nullptr : ws.A[0].data();  // the workspace is unused for relu
-    const T* act_d = ws.D.data();
+    const T *a = ws.A[0].data(), *act_d = ws.D.data();
     for_each_packet<T>(m, [=](Index k, auto as) {
       using P = typename decltype(as)::type;
-      const P vk = load(as, v + k), dv = pmul(pset1<P>(d), vk);
-      P a = dv, delta = dv;
-      if (relu) {
-        const P z = z_at(k, as), on = pcmp_lt(pzero(z), z);
-        a = pand(on, z);
-        delta = pand(on, dv);
-      } else {
-        a = load(as, a_stored + k);
-        if (scaled) delta = pmul(dv, load(as, act_d + k));
-      }
+      const P vk = load(as, v + k), ak = load(as, a + k), dv = pmul(pset1<P>(d), vk);
+      P delta = dv;
+      if (relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
+      if (scaled) delta = pmul(dv, load(as, act_d + k));
       const P rate = pset1<P>(lr);
-      pstoreu(v + k, psub(vk, pmul(rate, pmul(pset1<P>(d), a))));
+      pstoreu(v + k, psub(vk, pmul(rate, pmul(pset1<P>(d), ak))));
       pstoreu(w + k, psub(load(as, w + k), pmul(rate, pmul(delta, pset1<P>(x)))));
       if (b) pstoreu(b + k, psub(load(as, b + k), pmul(rate, delta)));
     });
