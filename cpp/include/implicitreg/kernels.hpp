@@ -2,6 +2,9 @@
 // order for each build (no -ffast-math): results are reproducible, not merely close.
 #pragma once
 
+#include <algorithm>
+#include <array>
+
 #include "config.hpp"
 
 namespace implicitreg {
@@ -56,6 +59,51 @@ EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
   T acc = predux(padd(padd(a0, a1), padd(a2, a3)));
   for (; k < n; ++k) acc += x[k] * y(k, As<T, false>{});
   return acc;
+}
+
+// out[j] = sum_k x_j[k] y[k] for the R rows x_j = x + j * stride: y is read once for all of
+// them, one packet accumulator per row (R >= 4 keeps the adds' latency hidden).
+template <int R, class T>
+void dot_rows(const T* x, Index stride, Index n, const T* y, T* out) {
+  using namespace Eigen::internal;
+  using Packet = typename packet_traits<T>::type;
+  constexpr Index P = packet_traits<T>::size;
+  Packet acc[R];
+  for (int j = 0; j < R; ++j) acc[j] = pset1<Packet>(T(0));
+  Index k = 0;
+  for (; k + P <= n; k += P) {
+    const Packet yk = ploadu<Packet>(y + k);
+    for (int j = 0; j < R; ++j) acc[j] = padd(acc[j], pmul(ploadu<Packet>(x + j * stride + k), yk));
+  }
+  for (int j = 0; j < R; ++j) out[j] = predux(acc[j]);
+  for (; k < n; ++k)
+    for (int j = 0; j < R; ++j) out[j] += x[j * stride + k] * y[k];
+}
+
+// sum_{j < R} term(j), added pairwise (a fixed order).
+template <int R, class Term>
+EIGEN_ALWAYS_INLINE auto pairwise_sum(Term term, int first = 0) {
+  if constexpr (R == 1) {
+    return term(first);
+  } else {
+    return Eigen::internal::padd(pairwise_sum<R / 2>(term, first),
+                                 pairwise_sum<R - R / 2>(term, first + R / 2));
+  }
+}
+
+// g[k] += sum_{j < R} r[j] x_j[k] for the R rows x_j = x + j * stride (the products of one k
+// added pairwise, then into g): g is read and written once for all R rows.
+template <int R, class T>
+void add_rows(const T* x, Index stride, Index n, const T* r, T* g) {
+  using namespace Eigen::internal;
+  std::array<T, R> coef;  // a copy the lambda owns: g's stores cannot alias it (no reloads)
+  std::copy_n(r, R, coef.begin());
+  for_each_packet<T>(n, [=](Index k, auto as) {
+    using P = typename decltype(as)::type;
+    const P sum = pairwise_sum<R>(
+        [&](int j) { return pmul(pset1<P>(coef[j]), load(as, x + j * stride + k)); });
+    pstoreu(g + k, padd(load(as, g + k), sum));
+  });
 }
 
 // sum_k x[k] y[k].

@@ -60,34 +60,20 @@ class QuadraticModel {
   }
 
   // grad = J^T dF with dF = two_c (F - Y), F = X phi, in one pass over X (a forward, the residual
-  // and backward() together): each row's dot product, then the rows, four at a time, added into
-  // X^T dF while they are in cache. The long-run step of Simulation; F is not kept.
+  // and backward() together): the dot products of eight rows at once, then those rows added
+  // into X^T dF while they are in cache. The long-run step of Simulation; F is not kept.
   void residual_backward(const T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c,
                          Workspace& ws, T* grad) const {
     const Index m = self().n_in(), n = X.rows();
     ws.phi.resize(m);
     self().phi(theta, ws.phi.data());
     ws.g.setZero(m);
-    T* g = ws.g.data();
-    auto residual = [&](Index i) {
-      return two_c * (dot(X.row(i).data(), ws.phi.data(), m) - Y(i, 0));
-    };
     Index i = 0;
-    for (; i + 4 <= n; i += 4) {
-      const T r0 = residual(i), r1 = residual(i + 1), r2 = residual(i + 2), r3 = residual(i + 3);
-      const T *x0 = X.row(i).data(), *x1 = X.row(i + 1).data(), *x2 = X.row(i + 2).data(),
-              *x3 = X.row(i + 3).data();
-#pragma omp simd
-      for (Index k = 0; k < m; ++k) g[k] += ((r0 * x0[k] + r1 * x1[k]) + (r2 * x2[k] + r3 * x3[k]));
-    }
-    for (; i < n; ++i) {
-      const T r = residual(i);
-      const T* x = X.row(i).data();
-#pragma omp simd
-      for (Index k = 0; k < m; ++k) g[k] += r * x[k];
-    }
-    self().canonical(g);
-    self().pull_back(theta, g, grad, false);
+    for (; i + 8 <= n; i += 8) add_residual_rows<8>(X, Y, i, two_c, ws);
+    for (; i + 4 <= n; i += 4) add_residual_rows<4>(X, Y, i, two_c, ws);
+    for (; i < n; ++i) add_residual_rows<1>(X, Y, i, two_c, ws);
+    self().canonical(ws.g.data());
+    self().pull_back(theta, ws.g.data(), grad, false);
   }
 
   void backward(const T* theta, const MatRef<T>& X, Workspace& ws, T* grad) const {
@@ -117,6 +103,17 @@ class QuadraticModel {
 
  private:
   const Derived& self() const { return static_cast<const Derived&>(*this); }
+
+  // ws.g += sum_j r_j x_{i+j} over the R rows from i, r_j = two_c (<x_{i+j}, phi> - y_{i+j}).
+  template <int R>
+  static void add_residual_rows(const MatRef<T>& X, const MatRef<T>& Y, Index i, T two_c,
+                                Workspace& ws) {
+    const Index m = X.cols();
+    T r[R];
+    dot_rows<R>(X.row(i).data(), X.outerStride(), m, ws.phi.data(), r);
+    for (int j = 0; j < R; ++j) r[j] = two_c * (r[j] - Y(i + j, 0));
+    add_rows<R>(X.row(i).data(), X.outerStride(), m, r, ws.g.data());
+  }
 };
 
 // Second-order buffers shared by the quadratic models (each model's SecondOrderWorkspace derives
