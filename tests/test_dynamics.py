@@ -114,3 +114,8 @@ def test_scalar_two_layer_nets_follow_reference_to_the_last_bit(activation, widt
     res = ir.simulate(net, theta, x, y, dyn, steps=120, seed=5, snapshot_every=40, progress=False)
     ref = trajectory(net, theta, x, y, dyn, 120, seed=5)
     np.testing.assert_array_equal(res.snapshots[:, 0], ref[::40])
+    f = np.float32
+    res32 = ir.simulate(
+        net, theta.astype(f), x.astype(f), y.astype(f), dyn, steps=120, seed=5, progress=False
+    )
+    np.testing.assert_allclose(res32.theta[0], ref[-1], rtol=1e-4, atol=1e-5)
