@@ -55,12 +55,17 @@ class Stream {
  public:
   using u64 = std::uint64_t;
 
+  // The Philox counter of block `block` of the stream of (replica, step, purpose).
+  static Philox4x64::Block counter(u64 replica, u64 step, Purpose purpose, u64 block) {
+    return {{step, replica, block, static_cast<u64>(purpose)}};
+  }
+
   Stream(u64 key0, u64 key1, u64 replica, u64 step, Purpose purpose)
-      : k0_(key0), k1_(key1), ctr_{{step, replica, 0, static_cast<u64>(purpose)}} {}
+      : k0_(key0), k1_(key1), ctr_(counter(replica, step, purpose, 0)) {}
 
   // The same stream, its first block already computed (StepStreams).
   Stream(u64 key0, u64 key1, u64 replica, u64 step, Purpose purpose, const Philox4x64::Block& first)
-      : k0_(key0), k1_(key1), ctr_{{step, replica, 1, static_cast<u64>(purpose)}}, filled_(4) {
+      : k0_(key0), k1_(key1), ctr_(counter(replica, step, purpose, 1)), filled_(4) {
     for (int w = 0; w < 4; ++w) buf_[w] = first.v[w];
   }
 
@@ -204,11 +209,8 @@ class StepStreams {
     replica_ = replica;
     from_ = from;
     first_.resize(static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0)));
-    for (std::size_t i = 0; i < first_.size(); ++i) {
-      const Philox4x64::Block c{
-          {static_cast<u64>(from) + i, replica, 0, static_cast<u64>(purpose_)}};
-      first_[i] = Philox4x64::generate(c, k0_, k1_);
-    }
+    for (std::size_t i = 0; i < first_.size(); ++i)
+      first_[i] = Philox4x64::generate(Stream::counter(replica, from + i, purpose_, 0), k0_, k1_);
   }
 
   Stream at(const Key& key, u64 replica, std::int64_t step) const {
