@@ -221,12 +221,9 @@ class MLP {
 
  private:
   // ---- row kernels: the hot path of small nets ----------------------------------------------
-  // Plain loops over contiguous rows, vectorised with `omp simd` or written on Eigen packets where
-  // GCC would leave a branch per element (reductions too: a fixed summation order per build, not
-  // -ffast-math).
-
-  using Packet = typename Eigen::internal::packet_traits<T>::type;
-  static constexpr Index kPacket = Eigen::internal::packet_traits<T>::size;
+  // Plain loops over contiguous rows, vectorised with `omp simd` or written on Eigen packets
+  // (for_each_packet) where GCC would leave a branch per element (reductions too: a fixed
+  // summation order per build, not -ffast-math).
 
   // out[k] = d w[k], or 0 where z[k] <= 0 if z is given (relu').
   static void scaled_row(const T* w, T d, const T* z, T* out, Index n) {
@@ -236,22 +233,20 @@ class MLP {
       for (Index k = 0; k < n; ++k) out[k] = d * w[k];
       return;
     }
-    const Packet dp = pset1<Packet>(d), zero = pset1<Packet>(T(0));
-    Index k = 0;
-    for (; k + kPacket <= n; k += kPacket)
-      pstoreu(out + k,
-              pselect(pcmp_lt(zero, ploadu<Packet>(z + k)), pmul(dp, ploadu<Packet>(w + k)), zero));
-    for (; k < n; ++k) out[k] = z[k] > T(0) ? d * w[k] : T(0);
+    for_each_packet<T>(n, [=](Index k, auto as) {
+      using P = typename decltype(as)::type;
+      const P zk = load(as, z + k);  // the compare's mask is all ones where z > 0
+      pstoreu(out + k, pand(pcmp_lt(pzero(zk), zk), pmul(pset1<P>(d), load(as, w + k))));
+    });
   }
 
   // x[k] = 0 where z[k] <= 0 (relu').
   static void relu_mask(const T* z, T* x, Index n) {
     using namespace Eigen::internal;
-    const Packet zero = pset1<Packet>(T(0));
-    Index k = 0;
-    for (; k + kPacket <= n; k += kPacket)
-      pstoreu(x + k, pselect(pcmp_lt(zero, ploadu<Packet>(z + k)), ploadu<Packet>(x + k), zero));
-    for (; k < n; ++k) x[k] = z[k] > T(0) ? x[k] : T(0);
+    for_each_packet<T>(n, [=](Index k, auto as) {
+      const auto zk = load(as, z + k);
+      pstoreu(x + k, pand(pcmp_lt(pzero(zk), zk), load(as, x + k)));
+    });
   }
 
   // z = W a + b for one input row a of a thin layer (in == 1 or out == 1); also a_relu =
