@@ -29,7 +29,8 @@
 //
 // Optional, detected by Simulation (simulation.hpp) and used in long runs when present:
 //
-//   void sgd_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c, Workspace&, T lr)
+//   void sgd_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c, Workspace&,
+//                 T lr) const;
 //                                           theta -= lr * J^T two_c (F - Y), updating in the
 //                                           backward pass (MLP)
 //   void residual_backward(theta, X, Y, T two_c, Workspace&, T* grad) const;

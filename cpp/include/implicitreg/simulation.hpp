@@ -97,6 +97,10 @@ class Simulation {
       probes_ = model_.pack(probes_);
       model_ = model_.packed();
     }
+    // Plain SGD: the update goes into the backward pass where the model offers that.
+    fused_ = has_sgd_step<Model>::value && dyn_.egr_mu == 0.0 && dyn_.reg_lambda == 0.0 &&
+             dyn_.weight_decay == 0.0 && dyn_.momentum == 0.0;
+    two_c_ = static_cast<T>(2 * dyn_.loss.scale(BatchSampler(dyn_, X_.rows()).batch_size()));
     theta_ = theta0;
     diverged_at_.assign(theta0.rows(), -1);
     const Index R = theta0.rows(), p = model_.n_params();
@@ -230,9 +234,6 @@ class Simulation {
   void advance(ReplicaWork& w, Index r, std::int64_t s, double lr, BatchSampler& sampler) {
     const Index n = X_.rows(), out = model_.n_out(), B = sampler.batch_size();
     const bool full = dyn_.sampling == Sampling::full;
-    // Plain SGD: the update goes into the backward pass where the model offers that.
-    const bool fused = has_sgd_step<Model>::value && dyn_.egr_mu == 0.0 && dyn_.reg_lambda == 0.0 &&
-                       dyn_.weight_decay == 0.0 && dyn_.momentum == 0.0;
     if (!full) {
       sampler.draw(key_, r, s, w.idx);
       for (Index j = 0; j < B; ++j) std::copy_n(&Y_(w.idx[j], 0), out, &w.Yb(j, 0));
@@ -250,19 +251,18 @@ class Simulation {
     // One sample is a view of its row of X, not a copy.
     const MatRef<T> Xb =
         full ? MatRef<T>(X_) : (B == 1 ? MatRef<T>(X_.row(w.idx[0])) : MatRef<T>(w.Xb));
-    const T two_c = static_cast<T>(2 * dyn_.loss.scale(B));  // dL/dF = two_c (F - Y)
     if (dyn_.egr_mu != 0.0) {
       egr_direction(model_, w.theta.data(), Xb, MatRef<T>(w.Yb), dyn_.loss, dyn_.egr_mu, w.so_ws,
                     w.grad.data());
-    } else if (fused) {
+    } else if (fused_) {
       if constexpr (has_sgd_step<Model>::value)
-        model_.sgd_step(w.theta.data(), Xb, MatRef<T>(w.Yb), two_c, w.step_ws, static_cast<T>(lr));
+        model_.sgd_step(w.theta.data(), Xb, MatRef<T>(w.Yb), two_c_, w.step_ws, static_cast<T>(lr));
     } else if constexpr (has_residual_backward<Model>::value) {
-      model_.residual_backward(w.theta.data(), Xb, MatRef<T>(w.Yb), two_c, w.step_ws,
+      model_.residual_backward(w.theta.data(), Xb, MatRef<T>(w.Yb), two_c_, w.step_ws,
                                w.grad.data());
     } else {
       model_.forward(w.theta.data(), Xb, w.step_ws);
-      w.Yb = two_c * (model_.outputs(w.step_ws) - w.Yb);
+      w.Yb = two_c_ * (model_.outputs(w.step_ws) - w.Yb);
       model_.seed_output(w.Yb, w.step_ws);
       model_.backward(w.theta.data(), Xb, w.step_ws, w.grad.data());
     }
@@ -270,7 +270,7 @@ class Simulation {
       regularizer_and_grad(model_, w.theta.data(), Xb, w.so_ws, w.reg_grad.data());
       w.grad += static_cast<T>(dyn_.reg_lambda * static_cast<double>(n) / B) * w.reg_grad;
     }
-    if (!fused) update(w, lr);
+    if (!fused_) update(w, lr);
     if (dyn_.param_noise != ParamNoise::none) add_param_noise(w, lr, r, s);
   }
 
@@ -368,6 +368,8 @@ class Simulation {
   Key key_;
   RowMat<T> probes_;
   Vec<T> reference_;
+  bool fused_;  // plain SGD on a model with sgd_step
+  T two_c_;     // dL/dF = two_c (F - Y) for one batch
   std::vector<ReplicaWork> work_;
 };
 
