@@ -104,24 +104,35 @@ void map_packets(const T* z, T* out, Index n, F f) {
   }
 }
 
-// out = tanh(z), elementwise, `out` a plain matrix (it may be `z` itself). Eigen vectorises tanh
-// for float only; double goes through tanh_packet.
+// out[k] = f(z[k]) for a packet function f, `out` a plain matrix (it may be `z` itself). A plain
+// `z` of the same type is read in place; an expression is evaluated into `out` first.
+template <class In, class Out, class F>
+void map_into(const In& z, Out& out, F f) {
+  if constexpr (std::is_same_v<In, Out>) {
+    out.resize(z.rows(), z.cols());
+    map_packets(z.data(), out.data(), out.size(), f);
+  } else {
+    out = z;
+    map_packets(out.data(), out.data(), out.size(), f);
+  }
+}
+
+// out = tanh(z), elementwise. Eigen vectorises tanh for float only; double goes through
+// tanh_packet.
 template <class In, class Out>
 void tanh_into(const In& z, Out& out) {
-  using T = typename Out::Scalar;
-  out = z;
-  if constexpr (std::is_same_v<T, double>) {
-    map_packets(out.data(), out.data(), out.size(), [](const auto& x) { return tanh_packet(x); });
+  if constexpr (std::is_same_v<typename Out::Scalar, double>) {
+    map_into(z, out, [](const auto& x) { return tanh_packet(x); });
   } else {
+    out = z;
     out.array() = out.array().tanh();
   }
 }
 
-// out = sigmoid(z), elementwise, `out` a plain matrix.
+// out = sigmoid(z), elementwise.
 template <class In, class Out>
 void sigmoid_into(const In& z, Out& out) {
-  out = z;
-  map_packets(out.data(), out.data(), out.size(), [](const auto& x) { return sigmoid_packet(x); });
+  map_into(z, out, [](const auto& x) { return sigmoid_packet(x); });
 }
 
 // a = act(z), elementwise. `z` and `a` may alias.
