@@ -8,6 +8,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "gemm_buffers.hpp"
+
 namespace implicitreg {
 
 using Index = Eigen::Index;
