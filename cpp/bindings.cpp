@@ -15,6 +15,7 @@
 #include <implicitreg/second_order.hpp>
 #include <implicitreg/simulation.hpp>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace py = pybind11;
@@ -138,7 +139,7 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
                 return loss_and_grad(model, theta.data(), X, Y, ln, ws, g.data());
               });
             }
-            return py::make_tuple(value, g);
+            return py::make_tuple(value, std::move(g));
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
           py::arg("normalization"))
@@ -224,7 +225,7 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
               });
             }
             if (!with_grad) return py::make_tuple(value, py::none());
-            return py::make_tuple(value, g);
+            return py::make_tuple(value, std::move(g));
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("with_grad") = true)
       .def(
@@ -241,7 +242,7 @@ void bind_model_methods(PyClass& cls, py::module_& m, const std::string& sim_nam
                 return egr_direction(model, theta.data(), X, Y, ln, mu, ws, dir.data());
               });
             }
-            return py::make_tuple(value, dir);
+            return py::make_tuple(value, std::move(dir));
           },
           py::arg("theta").noconvert(), py::arg("X").noconvert(), py::arg("Y").noconvert(),
           py::arg("mu"), py::arg("normalization"));
