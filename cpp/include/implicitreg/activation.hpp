@@ -57,9 +57,10 @@ EIGEN_STRONG_INLINE Packet tanh_packet(const Packet& x) {
   using namespace Eigen::internal;
   const auto c = [](double value) { return pset1<Packet>(value); };
   const Packet t = pmin(padd(pabs(x), pabs(x)), c(40.0));  // pmin(NaN, 40) is NaN
-  // k = round(t / ln2), rounded by the addition; its bits also give 2^k.
-  const Packet biased = padd(pmul(t, c(1.4426950408889634)), c(4503599627371519.0));
-  const Packet k = psub(biased, c(4503599627371519.0));
+  // k = round(t / ln2), rounded by adding 2^52 + 1023; the sum's bits also give 2^k.
+  const Packet shift = c(4503599627371519.0);
+  const Packet biased = padd(pmul(t, c(1.4426950408889634)), shift);
+  const Packet k = psub(biased, shift);
   // r = t - k ln2 in two parts (Cody and Waite; k ln2_hi is exact).
   Packet r = pmadd(pnegate(k), c(6.93147180369123816490e-01), t);
   r = pmadd(pnegate(k), c(1.90821492927058770002e-10), r);
@@ -124,8 +125,7 @@ void tanh_into(const In& z, Out& out) {
   if constexpr (std::is_same_v<typename Out::Scalar, double>) {
     map_into(z, out, [](const auto& x) { return tanh_packet(x); });
   } else {
-    out = z;
-    out.array() = out.array().tanh();
+    out = z.array().tanh().matrix();
   }
 }
 

@@ -1,8 +1,9 @@
 // Eigen's GEMM allocates its packing buffers on every product, on the heap once they pass 128 KB
 // (a 256 x 256 layer needs two of 512 KB), and glibc hands freed blocks of that size back to the
-// kernel: each such product then page-faults its buffers in again (measured: 220 faults and
-// 0.4 ms of system time per W5 step, 5 faults per W2 step). This specialises Eigen's blocking for
-// dynamic-size products so that the buffers live per thread, grow on demand and are reused. The
+// kernel: each such product can then page-fault its buffers in again (whether it does depends on
+// the process's malloc history; in a C++ benchmark of the EGR direction on the W5 net, page faults
+// took ~5% of the samples and the call went from 9.0 to 7.0 ms). This specialises Eigen's blocking
+// for dynamic-size products so that the buffers live per thread, grow on demand and are reused. The
 // block sizes are Eigen's own (computeProductBlockingSizes, same arguments), so the products are
 // the same arithmetic, bit for bit. Include before any product is instantiated (config.hpp does).
 #pragma once
