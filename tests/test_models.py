@@ -297,10 +297,10 @@ def test_simulate_records_match_the_functions(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
-@pytest.mark.parametrize("n", [1, 5, 13, 24])
+@pytest.mark.parametrize("n", [1, 5, 6, 13, 24])
 def test_simulated_gradient_step_matches_grad(name, n):
-    """A long run's full-batch step takes the data eight, four and one rows at a time (13 = 8 + 4
-    + 1): one step equals theta - lr * grad L."""
+    """A long run's full-batch step takes the data six rows at a time, pipelined, then one row at
+    a time (13 = 6 + 6 + 1; 6 is one block alone): one step equals theta - lr * grad L."""
     model, theta, X, y = problem(name, n=n, scale=0.5, sensing_scale=0.5)
     res = ir.simulate(model, theta, X, y, ir.GD(lr=0.05), steps=1, progress=False)
     np.testing.assert_allclose(

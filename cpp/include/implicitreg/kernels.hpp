@@ -2,9 +2,6 @@
 // order for each build (no -ffast-math): results are reproducible, not merely close.
 #pragma once
 
-#include <algorithm>
-#include <array>
-
 #include "config.hpp"
 
 namespace implicitreg {
@@ -61,25 +58,6 @@ EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
   return acc;
 }
 
-// out[j] = sum_k x_j[k] y[k] for the R rows x_j = x + j * stride: y is read once for all of
-// them, one packet accumulator per row (R >= 4 keeps the adds' latency hidden).
-template <int R, class T>
-void dot_rows(const T* x, Index stride, Index n, const T* y, T* out) {
-  using namespace Eigen::internal;
-  using Packet = typename packet_traits<T>::type;
-  constexpr Index P = packet_traits<T>::size;
-  Packet acc[R];
-  for (int j = 0; j < R; ++j) acc[j] = pset1<Packet>(T(0));
-  Index k = 0;
-  for (; k + P <= n; k += P) {
-    const Packet yk = ploadu<Packet>(y + k);
-    for (int j = 0; j < R; ++j) acc[j] = padd(acc[j], pmul(ploadu<Packet>(x + j * stride + k), yk));
-  }
-  for (int j = 0; j < R; ++j) out[j] = predux(acc[j]);
-  for (; k < n; ++k)
-    for (int j = 0; j < R; ++j) out[j] += x[j * stride + k] * y[k];
-}
-
 // sum_{j < R} term(j), added pairwise (a fixed order).
 template <int R, class Term>
 EIGEN_ALWAYS_INLINE auto pairwise_sum(Term term, int first = 0) {
@@ -91,19 +69,43 @@ EIGEN_ALWAYS_INLINE auto pairwise_sum(Term term, int first = 0) {
   }
 }
 
-// g[k] += sum_{j < R} r[j] x_j[k] for the R rows x_j = x + j * stride (the products of one k
-// added pairwise, then into g): g is read and written once for all R rows.
-template <int R, class T>
-void add_rows(const T* x, Index stride, Index n, const T* r, T* g) {
+// One sweep over k = 0..n-1 doing two things (either may be empty):
+//   dots[j] = sum_k xd_j[k] y[k]           for the RD rows xd_j = xd + j * stride
+//   g[k] += sum_{j < RA} coef[j] xa_j[k]    for the RA rows xa_j = xa + j * stride
+// y is read once for all RD rows (one packet accumulator per row: RD >= 4 hides the adds'
+// latency) and g once for all RA rows (their products added pairwise, then into g). Doing both
+// at once pipelines a pass that needs each row twice (a residual from its dot product, then the
+// row scaled by it): the second use of one block of rows, from L1, overlaps the first reads of
+// the next block from L2. Each result is the same number whether RD or RA is zero or not.
+template <int RD, int RA, class T>
+void dot_add_rows(const T* xd, const T* xa, Index stride, Index n, const T* y, T* dots,
+                  const T* coef, T* g) {
   using namespace Eigen::internal;
-  std::array<T, R> coef;  // a copy the lambda owns: g's stores cannot alias it (no reloads)
-  std::copy_n(r, R, coef.begin());
-  for_each_packet<T>(n, [=](Index k, auto as) {
-    using P = typename decltype(as)::type;
-    const P sum = pairwise_sum<R>(
-        [&](int j) { return pmul(pset1<P>(coef[j]), load(as, x + j * stride + k)); });
-    pstoreu(g + k, padd(load(as, g + k), sum));
-  });
+  using Packet = typename packet_traits<T>::type;
+  constexpr Index P = packet_traits<T>::size;
+  Packet acc[RD > 0 ? RD : 1], c[RA > 0 ? RA : 1];
+  for (int j = 0; j < RD; ++j) acc[j] = pset1<Packet>(T(0));
+  for (int j = 0; j < RA; ++j) c[j] = pset1<Packet>(coef[j]);
+  Index k = 0;
+  for (; k + P <= n; k += P) {
+    if constexpr (RD > 0) {
+      const Packet yk = ploadu<Packet>(y + k);
+      for (int j = 0; j < RD; ++j)
+        acc[j] = padd(acc[j], pmul(ploadu<Packet>(xd + j * stride + k), yk));
+    }
+    if constexpr (RA > 0) {
+      const Packet sum =
+          pairwise_sum<RA>([&](int j) { return pmul(c[j], ploadu<Packet>(xa + j * stride + k)); });
+      pstoreu(g + k, padd(ploadu<Packet>(g + k), sum));
+    }
+  }
+  for (int j = 0; j < RD; ++j) {
+    dots[j] = predux(acc[j]);
+    for (Index q = k; q < n; ++q) dots[j] += xd[j * stride + q] * y[q];
+  }
+  if constexpr (RA > 0)
+    for (; k < n; ++k)
+      g[k] += pairwise_sum<RA>([&](int j) { return coef[j] * xa[j * stride + k]; });
 }
 
 // sum_k x[k] y[k].

@@ -13,8 +13,11 @@
 // sample becomes its d(d+1)/2 upper-triangle entries a_kl = A_kl + A_lk (k < l), a_kk = A_kk,
 // and phi the upper triangle of U U^T. The passes over the data read half as many numbers; a
 // packed gradient g unpacks to the symmetric S + S^T (off-diagonal g_kl, diagonal 2 g_kk).
+// Packed rows are padded with zeros to a multiple of 8 numbers (phi too), so that every row of a
+// packed batch starts on a 32-byte boundary: the passes' packet loads never straddle a cache line.
 #pragma once
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "quadratic.hpp"
@@ -32,7 +35,7 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
   Index k() const { return k_; }
   bool asymmetric() const { return asym_; }
   Index n_params() const { return (asym_ ? 2 : 1) * d_ * k_; }
-  Index n_in() const { return packed_ ? d_ * (d_ + 1) / 2 : d_ * d_; }
+  Index n_in() const { return packed_ ? (n_upper() + 7) / 8 * 8 : d_ * d_; }
 
   // The same model on packed samples (see above); asymmetric models have no packed form.
   MatrixSensing packed() const {
@@ -44,7 +47,7 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
   // Samples (rows of vec(A_i)) in the form packed() reads.
   RowMat<T> pack(const RowMat<T>& X) const {
     if (asym_) return X;
-    RowMat<T> P(X.rows(), d_ * (d_ + 1) / 2);
+    RowMat<T> P = RowMat<T>::Zero(X.rows(), packed().n_in());
     for (Index i = 0; i < X.rows(); ++i) {
       ConstMatMap<T> A(X.row(i).data(), d_, d_);
       Index q = 0;
@@ -114,10 +117,13 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
     return M;
   }
 
+  Index n_upper() const { return d_ * (d_ + 1) / 2; }
+
   void pack_upper(const RowMat<T>& M, T* out) const {
     Index q = 0;
     for (Index k = 0; k < d_; ++k)
       for (Index l = k; l < d_; ++l) out[q++] = M(k, l);
+    std::fill(out + q, out + n_in(), T(0));
   }
 
   Index d_, k_;

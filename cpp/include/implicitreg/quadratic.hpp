@@ -24,6 +24,8 @@
 //                                 out (+)= H_g theta = grad_theta <g, phi(theta)>, g canonical
 #pragma once
 
+#include <algorithm>
+
 #include "config.hpp"
 #include "kernels.hpp"
 #include "loss.hpp"
@@ -60,20 +62,42 @@ class QuadraticModel {
   }
 
   // grad = J^T dF with dF = two_c (F - Y), F = X phi, in one pass over X (a forward, the residual
-  // and backward() together): the dot products of eight rows at once, then those rows added
-  // into X^T dF while they are in cache. The long-run step of Simulation; F is not kept.
+  // and backward() together): the long-run step of Simulation; F is not kept. Rows go in blocks
+  // of kBlock, software-pipelined: the sweep that computes the residuals of one block also adds
+  // the previous block (still in L1) into X^T dF. Six rows: each sweep keeps 2 x 6 packets in
+  // registers (accumulators and residuals), which the 16 AVX registers hold.
   void residual_backward(const T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c,
                          Workspace& ws, T* grad) const {
-    const Index m = self().n_in(), n = X.rows();
+    constexpr int B = kBlock;
+    const Index m = self().n_in(), n = X.rows(), stride = X.outerStride();
     ws.phi.resize(m);
     self().phi(theta, ws.phi.data());
     ws.g.setZero(m);
+    const T* phi = ws.phi.data();
+    T* g = ws.g.data();
+    auto residuals = [&](Index i, int rows, T* r) {
+      for (int j = 0; j < rows; ++j) r[j] = two_c * (r[j] - Y(i + j, 0));
+    };
     Index i = 0;
-    for (; i + 8 <= n; i += 8) add_residual_rows<8>(X, Y, i, two_c, ws);
-    for (; i + 4 <= n; i += 4) add_residual_rows<4>(X, Y, i, two_c, ws);
-    for (; i < n; ++i) add_residual_rows<1>(X, Y, i, two_c, ws);
-    self().canonical(ws.g.data());
-    self().pull_back(theta, ws.g.data(), grad, false);
+    if (n >= B) {
+      T r[B], next[B];
+      dot_add_rows<B, 0, T>(X.row(0).data(), nullptr, stride, m, phi, r, nullptr, nullptr);
+      residuals(0, B, r);
+      for (i = B; i + B <= n; i += B) {
+        dot_add_rows<B, B, T>(X.row(i).data(), X.row(i - B).data(), stride, m, phi, next, r, g);
+        residuals(i, B, next);
+        std::copy_n(next, B, r);
+      }
+      dot_add_rows<0, B, T>(nullptr, X.row(i - B).data(), stride, m, nullptr, nullptr, r, g);
+    }
+    for (; i < n; ++i) {
+      T r;
+      dot_add_rows<1, 0, T>(X.row(i).data(), nullptr, stride, m, phi, &r, nullptr, nullptr);
+      residuals(i, 1, &r);
+      dot_add_rows<0, 1, T>(nullptr, X.row(i).data(), stride, m, nullptr, nullptr, &r, g);
+    }
+    self().canonical(g);
+    self().pull_back(theta, g, grad, false);
   }
 
   void backward(const T* theta, const MatRef<T>& X, Workspace& ws, T* grad) const {
@@ -102,18 +126,9 @@ class QuadraticModel {
   }
 
  private:
-  const Derived& self() const { return static_cast<const Derived&>(*this); }
+  static constexpr int kBlock = 6;
 
-  // ws.g += sum_j r_j x_{i+j} over the R rows from i, r_j = two_c (<x_{i+j}, phi> - y_{i+j}).
-  template <int R>
-  static void add_residual_rows(const MatRef<T>& X, const MatRef<T>& Y, Index i, T two_c,
-                                Workspace& ws) {
-    const Index m = X.cols();
-    T r[R];
-    dot_rows<R>(X.row(i).data(), X.outerStride(), m, ws.phi.data(), r);
-    for (int j = 0; j < R; ++j) r[j] = two_c * (r[j] - Y(i + j, 0));
-    add_rows<R>(X.row(i).data(), X.outerStride(), m, r, ws.g.data());
-  }
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
 };
 
 // Second-order buffers shared by the quadratic models (each model's SecondOrderWorkspace derives
