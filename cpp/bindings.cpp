@@ -381,6 +381,10 @@ PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
                      const std::string& kind, Index count) {
     Stream s = Key(seed).stream(replica, step, static_cast<Purpose>(purpose));
     Vec<double> out(count);
+    if (kind == "normals") {  // the bulk form (Stream::normals): the same numbers as "normal"
+      s.normals(static_cast<std::size_t>(count), [&](std::size_t i, double z) { out[i] = z; });
+      return out;
+    }
     for (Index i = 0; i < count; ++i) {
       if (kind == "normal")
         out[i] = s.normal();

@@ -41,6 +41,15 @@ def test_transforms_match_reference(kind, seed, replica, step, purpose):
     np.testing.assert_allclose(ours, ref, rtol=1e-15, atol=0)
 
 
+@pytest.mark.parametrize(("seed", "step", "count"), [(0, 0, 1), (3, 7, 5), (11, 2, 200_000)])
+def test_bulk_normals_equal_one_at_a_time(seed, step, count):
+    """Stream::normals (the simulations' label noise) draws the numbers of repeated normal()
+    calls, bit for bit: 200,000 draws go through ~2,000 density tests and the tail."""
+    one = _core._draws(seed, 1, step, PURPOSE["label_noise"], "normal", count)
+    bulk = _core._draws(seed, 1, step, PURPOSE["label_noise"], "normals", count)
+    np.testing.assert_array_equal(bulk, one)
+
+
 def test_normals_match_numpy_standard_normal():
     """Known answer for the ziggurat: the first normal of a stream is what numpy's
     Generator(Philox).standard_normal draws from the same first block (4 words; numpy's next

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -86,6 +87,12 @@ class Stream {
   // draws outside the layer's core are accepted or rejected against the density itself.
   double normal();
 
+  // n standard normals passed in order to sink(i, z): the numbers of n calls of normal(), with
+  // the buffer position kept in a register between draws (normal() keeps it in the object, so
+  // that each draw waits for the previous one's store of it).
+  template <class Sink>
+  void normals(std::size_t n, Sink sink);
+
   // Random sign, +1 or -1 with probability 1/2 each.
   double sign() { return (next_u64() >> 63) ? 1.0 : -1.0; }
 
@@ -149,20 +156,56 @@ struct Ziggurat {
 
 inline const Ziggurat ziggurat_tables;
 
+// What one 64-bit word gives the ziggurat: its layer, abscissa and candidate x, and whether x
+// lies in the layer's core (then it is the variate).
+struct ZigguratDraw {
+  int layer;
+  std::uint64_t abscissa;
+  double x;
+  bool in_core;
+
+  explicit ZigguratDraw(std::uint64_t bits)
+      : layer(static_cast<int>(bits & 0xff)), abscissa((bits >> 9) & 0x000fffffffffffffULL) {
+    // Below 2^52: a signed conversion is exact and one instruction (unsigned is not, on AVX2).
+    // The sign by a multiply (exact): a branch on a random bit mispredicts half the time.
+    x = (1.0 - 2.0 * static_cast<double>((bits >> 8) & 1)) *
+        static_cast<double>(static_cast<std::int64_t>(abscissa)) * ziggurat_tables.w[layer];
+    in_core = abscissa < ziggurat_tables.k[layer];
+  }
+};
+
 // The fast path (99% of draws) is small enough to inline; the rest is a call.
 inline double Stream::normal() {
   for (;;) {
-    const u64 bits = next_u64();
-    const int layer = static_cast<int>(bits & 0xff);
-    const u64 abscissa = (bits >> 9) & 0x000fffffffffffffULL;
-    // Below 2^52: a signed conversion is exact and one instruction (unsigned is not, on AVX2).
-    // The sign by a multiply (exact): a branch on a random bit mispredicts half the time.
-    const double x = (1.0 - 2.0 * static_cast<double>((bits >> 8) & 1)) *
-                     static_cast<double>(static_cast<std::int64_t>(abscissa)) *
-                     ziggurat_tables.w[layer];
-    if (abscissa < ziggurat_tables.k[layer]) return x;
+    const ZigguratDraw d(next_u64());
+    if (d.in_core) return d.x;
     double accepted;
-    if (outside_core(layer, abscissa, x, accepted)) return accepted;
+    if (outside_core(d.layer, d.abscissa, d.x, accepted)) return accepted;
+  }
+}
+
+template <class Sink>
+void Stream::normals(std::size_t n, Sink sink) {
+  std::size_t i = 0;
+  while (i < n) {
+    if (pos_ == filled_) refill();
+    int p = pos_;
+    const int end = filled_;
+    bool left_core = false;
+    while (p < end && i < n) {
+      const ZigguratDraw d(buf_[p++]);
+      if (d.in_core) {
+        sink(i++, d.x);
+        continue;
+      }
+      // As in normal(): the density test may draw more words (and refill); go on from there.
+      pos_ = p;
+      left_core = true;
+      double accepted;
+      if (outside_core(d.layer, d.abscissa, d.x, accepted)) sink(i++, accepted);
+      break;
+    }
+    if (!left_core) pos_ = p;
   }
 }
 

@@ -242,11 +242,16 @@ class Simulation {
     } else {
       w.Yb = Y_;
     }
-    if (dyn_.label_noise != LabelNoise::none) {
+    if (dyn_.label_noise != LabelNoise::none) {  // one draw per entry of Yb, in storage order
       Stream noise = w.label_noise.at(key_, r, s);
-      for (Index j = 0; j < B; ++j)
-        for (Index o = 0; o < out; ++o)
-          w.Yb(j, o) += static_cast<T>(dyn_.sigma * draw_label_noise(dyn_.label_noise, noise));
+      T* yb = w.Yb.data();
+      const double sigma = dyn_.sigma;
+      if (dyn_.label_noise == LabelNoise::gaussian)
+        noise.normals(static_cast<std::size_t>(B * out),
+                      [&](std::size_t i, double z) { yb[i] += static_cast<T>(sigma * z); });
+      else
+        for (Index i = 0; i < B * out; ++i)
+          yb[i] += static_cast<T>(sigma * draw_label_noise(dyn_.label_noise, noise));
     }
     // One sample is a view of its row of X, not a copy.
     const MatRef<T> Xb =
