@@ -108,6 +108,87 @@ void dot_add_rows(const T* xd, const T* xa, Index stride, Index n, const T* y, T
       g[k] += pairwise_sum<RA>([&](int j) { return coef[j] * xa[j * stride + k]; });
 }
 
+// C (R rows x NP packets) (+)= the same rows of A times B: one register tile of small_gemm,
+// summed over c in order (mul then add). Packet may be a full or half packet, or T itself.
+template <class Packet, int R, int NP, class T>
+EIGEN_ALWAYS_INLINE void gemm_tile(Index kk, const T* A, Index lda, const T* B, Index ldb, T* C,
+                                   Index ldc, bool add) {
+  using namespace Eigen::internal;
+  constexpr Index P = unpacket_traits<Packet>::size;
+  Packet acc[R][NP];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < NP; ++p) acc[r][p] = pset1<Packet>(T(0));
+  for (Index c = 0; c < kk; ++c) {
+    Packet b[NP];
+    for (int p = 0; p < NP; ++p) b[p] = ploadu<Packet>(B + c * ldb + p * P);
+    for (int r = 0; r < R; ++r) {
+      const Packet a = pset1<Packet>(A[r * lda + c]);
+      for (int p = 0; p < NP; ++p) acc[r][p] = padd(acc[r][p], pmul(a, b[p]));
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < NP; ++p) {
+      T* out = C + r * ldc + p * P;
+      pstoreu(out, add ? padd(ploadu<Packet>(out), acc[r][p]) : acc[r][p]);
+    }
+}
+
+// The m rows of one column panel in tiles of R rows, then R/2, ..., 1 for the rest.
+template <class Packet, int R, int NP, class T>
+EIGEN_ALWAYS_INLINE void gemm_panel(Index m, Index kk, const T* A, Index lda, const T* B, Index ldb,
+                                    T* C, Index ldc, bool add) {
+  Index i = 0;
+  for (; i + R <= m; i += R)
+    gemm_tile<Packet, R, NP>(kk, A + i * lda, lda, B, ldb, C + i * ldc, ldc, add);
+  if constexpr (R > 1)
+    gemm_panel<Packet, R / 2, NP>(m - i, kk, A + i * lda, lda, B, ldb, C + i * ldc, ldc, add);
+}
+
+// C = A B (add: C += A B) for small row-major matrices A (m x kk), B (kk x n), C (m x n) with
+// leading dimensions lda, ldb, ldc. For products like matrix sensing's 20 x 20 ones, which
+// Eigen's blocked GEMM spends more time setting up (blocking, packing) than computing: B's rows
+// are read in place, in column panels of two packets (4 rows x 2 packets of accumulators), then
+// one packet, half a packet and single columns (8 rows: enough independent sums to hide the
+// adds' latency).
+template <class T>
+void small_gemm(Index m, Index n, Index kk, const T* A, Index lda, const T* B, Index ldb, T* C,
+                Index ldc, bool add) {
+  using namespace Eigen::internal;
+  using Packet = typename packet_traits<T>::type;
+  using Half = typename unpacket_traits<Packet>::half;
+  constexpr Index P = unpacket_traits<Packet>::size, H = unpacket_traits<Half>::size;
+  Index j = 0;
+  for (; j + 2 * P <= n; j += 2 * P)
+    gemm_panel<Packet, 4, 2>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
+  for (; j + P <= n; j += P) gemm_panel<Packet, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
+  if constexpr (H < P)
+    for (; j + H <= n; j += H) gemm_panel<Half, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
+  for (; j < n; ++j) gemm_panel<T, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
+}
+
+// B (cols x rows, leading dimension ldb) = A^T for a row-major A (rows x cols, lda): square
+// blocks of one packet's size transposed in registers, the edges one number at a time.
+template <class T>
+void small_transpose(Index rows, Index cols, const T* A, Index lda, T* B, Index ldb) {
+  using namespace Eigen::internal;
+  using Packet = typename packet_traits<T>::type;
+  constexpr int P = unpacket_traits<Packet>::size;
+  Index i = 0;
+  for (; i + P <= rows; i += P) {
+    Index j = 0;
+    for (; j + P <= cols; j += P) {
+      PacketBlock<Packet, P> block;
+      for (int r = 0; r < P; ++r) block.packet[r] = ploadu<Packet>(A + (i + r) * lda + j);
+      ptranspose(block);
+      for (int r = 0; r < P; ++r) pstoreu(B + (j + r) * ldb + i, block.packet[r]);
+    }
+    for (; j < cols; ++j)
+      for (int r = 0; r < P; ++r) B[j * ldb + i + r] = A[(i + r) * lda + j];
+  }
+  for (; i < rows; ++i)
+    for (Index j = 0; j < cols; ++j) B[j * ldb + i] = A[i * lda + j];
+}
+
 // sum_k x[k] y[k].
 template <class T>
 T dot(const T* x, const T* y, Index n) {

@@ -62,13 +62,19 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
       MatMap<T>(out, d_, d_).noalias() = U(theta) * V(theta).transpose();
       return;
     }
-    RowMat<T>& M = scratch();
-    M.noalias() = U(theta) * U(theta).transpose();
+    // The upper triangle of U U^T, four rows at a time from the diagonal on (small_gemm with
+    // U^T's rows, which a small transpose gives).
+    RowMat<T>& Ut = scratch(Scratch::transpose, k_, d_);
+    small_transpose(d_, k_, theta, k_, Ut.data(), d_);
+    RowMat<T>& M = scratch(Scratch::square, d_, d_);
+    for (Index i = 0; i < d_; i += 4)
+      small_gemm(std::min<Index>(4, d_ - i), d_ - i, k_, theta + i * k_, k_, Ut.data() + i, d_,
+                 M.data() + i * d_ + i, d_, false);
     pack_upper(M, out);
   }
 
   void tangent(const T* theta, const T* v, T* out) const {
-    RowMat<T>& M = scratch();
+    RowMat<T>& M = scratch(Scratch::square, d_, d_);
     MatMap<T> dM(packed_ ? M.data() : out, d_, d_);
     dM.noalias() = U(v) * V(theta).transpose();
     dM.noalias() += U(theta) * V(v).transpose();
@@ -83,12 +89,16 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
   }
 
   void pull_back(const T* theta, const T* g, T* out, bool add) const {
-    if (packed_) {
-      RowMat<T>& M = scratch();
-      Index q = 0;
+    if (packed_) {  // (S + S^T) U: unpacked (rows of the upper triangle, then its mirror)
+      RowMat<T>& M = scratch(Scratch::square, d_, d_);
+      for (Index k = 0, q = 0; k < d_; q += d_ - k, ++k) {
+        std::copy_n(g + q, d_ - k, &M(k, k));
+        M(k, k) *= T(2);
+      }
       for (Index k = 0; k < d_; ++k)
-        for (Index l = k; l < d_; ++l, ++q) M(k, l) = M(l, k) = l == k ? T(2) * g[q] : g[q];
-      g = M.data();
+        for (Index l = k + 1; l < d_; ++l) M(l, k) = M(k, l);
+      small_gemm(d_, k_, d_, M.data(), d_, theta, k_, out, k_, add);
+      return;
     }
     ConstMatMap<T> S(g, d_, d_);
     MatMap<T> gU(out, d_, k_);
@@ -110,10 +120,12 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
     return ConstMatMap<T>(theta + (asym_ ? d_ * k_ : 0), d_, k_);
   }
 
-  // A d x d buffer of the calling thread (replicas step on several threads at once).
-  RowMat<T>& scratch() const {
-    thread_local RowMat<T> M;
-    M.resize(d_, d_);
+  // Buffers of the calling thread (replicas step on several threads at once).
+  enum class Scratch { square, transpose };
+  static RowMat<T>& scratch(Scratch which, Index rows, Index cols) {
+    thread_local RowMat<T> buffers[2];
+    RowMat<T>& M = buffers[static_cast<int>(which)];
+    M.resize(rows, cols);
     return M;
   }
 
