@@ -13,8 +13,9 @@
 // sample becomes its d(d+1)/2 upper-triangle entries a_kl = A_kl + A_lk (k < l), a_kk = A_kk,
 // and phi the upper triangle of U U^T. The passes over the data read half as many numbers; a
 // packed gradient g unpacks to the symmetric S + S^T (off-diagonal g_kl, diagonal 2 g_kk).
-// Packed rows are padded with zeros to a multiple of 8 numbers (phi too), so that every row of a
-// packed batch starts on a 32-byte boundary: the passes' packet loads never straddle a cache line.
+// Packed rows are padded with zeros to a multiple of 8 numbers (phi too): in the batches a
+// simulation allocates (aligned by Eigen), every row then starts on a packet boundary, so the
+// passes' packet loads never straddle a cache line.
 #pragma once
 
 #include <algorithm>
