@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -66,14 +67,21 @@ class Schedule {
   std::size_t next_ = 0;
 };
 
-inline double draw_label_noise(LabelNoise kind, Stream& s) {
+// y[i] += sigma * eps_i for i < n, the eps_i drawn from s in order (Gaussian ones in bulk, by
+// Stream::normals); the kind is dispatched once, not per draw.
+template <class T>
+void add_label_noise(LabelNoise kind, double sigma, Stream& s, T* y, std::size_t n) {
+  const auto add = [&](std::size_t i, double eps) { y[i] += static_cast<T>(sigma * eps); };
   switch (kind) {
-    case LabelNoise::gaussian: return s.normal();
-    case LabelNoise::uniform: return 1.7320508075688772935 * (2.0 * s.uniform() - 1.0);
-    case LabelNoise::sign: return s.sign();
+    case LabelNoise::gaussian: s.normals(n, add); break;
+    case LabelNoise::uniform:
+      for (std::size_t i = 0; i < n; ++i) add(i, 1.7320508075688772935 * (2.0 * s.uniform() - 1.0));
+      break;
+    case LabelNoise::sign:
+      for (std::size_t i = 0; i < n; ++i) add(i, s.sign());
+      break;
     case LabelNoise::none: break;
   }
-  return 0.0;
 }
 
 // Picks the sample indices of each step; holds the current epoch's permutation.

@@ -191,21 +191,19 @@ void Stream::normals(std::size_t n, Sink sink) {
     if (pos_ == filled_) refill();
     int p = pos_;
     const int end = filled_;
-    bool left_core = false;
-    while (p < end && i < n) {
-      const ZigguratDraw d(buf_[p++]);
-      if (d.in_core) {
-        sink(i++, d.x);
-        continue;
-      }
-      // As in normal(): the density test may draw more words (and refill); go on from there.
-      pos_ = p;
-      left_core = true;
-      double accepted;
-      if (outside_core(d.layer, d.abscissa, d.x, accepted)) sink(i++, accepted);
-      break;
+    while (p < end && i < n) {  // the draws in their layer's core (99%)
+      const ZigguratDraw d(buf_[p]);
+      if (!d.in_core) break;
+      sink(i++, d.x);
+      ++p;
     }
-    if (!left_core) pos_ = p;
+    pos_ = p;
+    if (p == end || i == n) continue;
+    // buf_[p] lies outside its layer's core. As in normal(): the density test may draw more
+    // words (and refill); the next round goes on from there.
+    const ZigguratDraw d(buf_[pos_++]);
+    double accepted;
+    if (outside_core(d.layer, d.abscissa, d.x, accepted)) sink(i++, accepted);
   }
 }
 

@@ -244,14 +244,8 @@ class Simulation {
     }
     if (dyn_.label_noise != LabelNoise::none) {  // one draw per entry of Yb, in storage order
       Stream noise = w.label_noise.at(key_, r, s);
-      T* yb = w.Yb.data();
-      const double sigma = dyn_.sigma;
-      if (dyn_.label_noise == LabelNoise::gaussian)
-        noise.normals(static_cast<std::size_t>(B * out),
-                      [&](std::size_t i, double z) { yb[i] += static_cast<T>(sigma * z); });
-      else
-        for (Index i = 0; i < B * out; ++i)
-          yb[i] += static_cast<T>(sigma * draw_label_noise(dyn_.label_noise, noise));
+      add_label_noise(dyn_.label_noise, dyn_.sigma, noise, w.Yb.data(),
+                      static_cast<std::size_t>(B * out));
     }
     // One sample is a view of its row of X, not a copy.
     const MatRef<T> Xb =
