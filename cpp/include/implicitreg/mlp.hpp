@@ -98,15 +98,15 @@ class MLP {
         for (Index i = 0; i < X.rows(); ++i)
           thin_forward_row(ly, theta, in + i * stride, Z.row(i).data(),
                            relu ? ws.A[l].row(i).data() : nullptr);
+        if (!relu) apply_activation<T>(ly.act, Z, ws.A[l]);
       } else {
         ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
         if (l == 0)
           Z.noalias() = X * W.transpose();
         else
           Z.noalias() = ws.A[l - 1] * W.transpose();
-        if (ly.bias) Z.rowwise() += ConstVecMap<T>(theta + ly.b_offset, ly.out).transpose();
+        bias_activation<T>(ly.act, ly.bias ? theta + ly.b_offset : nullptr, Z, ws.A[l]);
       }
-      if (!(thin && relu)) apply_activation<T>(ly.act, Z, ws.A[l]);
     }
   }
 
