@@ -118,6 +118,9 @@ void map_packets(const T* z, T* out, Index n, F f) {
 // `z` of the same type is read in place; an expression is evaluated into `out` first.
 template <class In, class Out, class F>
 void map_into(const In& z, Out& out, F f) {
+  // A block (a column of a row-major matrix, say) is not contiguous: map_packets would run over
+  // the wrong numbers.
+  static_assert(std::is_base_of_v<Eigen::PlainObjectBase<Out>, Out>, "out: a plain matrix");
   if constexpr (std::is_same_v<In, Out>) {
     out.resize(z.rows(), z.cols());
     map_packets(z.data(), out.data(), out.size(), f);
@@ -213,6 +216,32 @@ void bias_activation(Activation act, const T* b, RowMat<T>& Z, RowMat<T>& A) {
       apply_activation<T>(act, Z, A);
       break;
   }
+}
+
+// f(std::integral_constant<Activation, act>{}): a kernel instantiated for the activation, so
+// that its inner loop has no switch.
+template <class F>
+void with_activation(Activation act, F f) {
+  switch (act) {
+    case Activation::identity: f(std::integral_constant<Activation, Activation::identity>{}); break;
+    case Activation::relu: f(std::integral_constant<Activation, Activation::relu>{}); break;
+    case Activation::tanh: f(std::integral_constant<Activation, Activation::tanh>{}); break;
+    case Activation::sigmoid: f(std::integral_constant<Activation, Activation::sigmoid>{}); break;
+    case Activation::softplus: f(std::integral_constant<Activation, Activation::softplus>{}); break;
+  }
+}
+
+// m * act'(z) for a packet (or one scalar) m, z and a = act(z), act' formed on the fly: the
+// numbers of multiplying by activation_derivative()'s matrix (relu: m where z > 0, else +0).
+template <Activation act, class Packet>
+EIGEN_ALWAYS_INLINE Packet times_derivative(const Packet& m, const Packet& z, const Packet& a) {
+  using namespace Eigen::internal;
+  const Packet one = pset1<Packet>(1);
+  if constexpr (act == Activation::identity) return m;
+  if constexpr (act == Activation::relu) return pand(pcmp_lt(pzero(z), z), m);
+  if constexpr (act == Activation::tanh) return pmul(m, psub(one, pmul(a, a)));
+  if constexpr (act == Activation::sigmoid) return pmul(m, pmul(a, psub(one, a)));
+  if constexpr (act == Activation::softplus) return pmul(m, sigmoid_packet(z));
 }
 
 // d = act'(z) given z and a = act(z).

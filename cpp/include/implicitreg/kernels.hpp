@@ -34,12 +34,11 @@ auto load(As<T, Packet> as, const T* p) {
   return Eigen::internal::ploadu<typename decltype(as)::type>(p);
 }
 
-// sum_k x[k] y_k, with y_k = y(k, As<T, true>{}) the value at k as a packet (or one T at the
+// sum_k term(k), with term(k, As<T, true>{}) the terms at k..k+P-1 as a packet (or one T at the
 // tail) computed on the fly. Four packet accumulators (independent chains: one chain is bound by
-// the add latency), reduced pairwise; a fixed order, so dot_with(x, n, loads of y) is dot(x, y, n)
-// bit for bit.
-template <class T, class Y>
-EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
+// the add latency), reduced pairwise; a fixed order for each n.
+template <class T, class Term>
+EIGEN_ALWAYS_INLINE T sum_with(Index n, Term term) {
   using namespace Eigen::internal;
   using Packet = typename packet_traits<T>::type;
   constexpr Index P = packet_traits<T>::size;
@@ -47,15 +46,23 @@ EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
   Packet a0 = pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
   Index k = 0;
   for (; k + 4 * P <= n; k += 4 * P) {
-    a0 = padd(a0, pmul(ploadu<Packet>(x + k), y(k, packet)));
-    a1 = padd(a1, pmul(ploadu<Packet>(x + k + P), y(k + P, packet)));
-    a2 = padd(a2, pmul(ploadu<Packet>(x + k + 2 * P), y(k + 2 * P, packet)));
-    a3 = padd(a3, pmul(ploadu<Packet>(x + k + 3 * P), y(k + 3 * P, packet)));
+    a0 = padd(a0, term(k, packet));
+    a1 = padd(a1, term(k + P, packet));
+    a2 = padd(a2, term(k + 2 * P, packet));
+    a3 = padd(a3, term(k + 3 * P, packet));
   }
-  for (; k + P <= n; k += P) a0 = padd(a0, pmul(ploadu<Packet>(x + k), y(k, packet)));
+  for (; k + P <= n; k += P) a0 = padd(a0, term(k, packet));
   T acc = predux(padd(padd(a0, a1), padd(a2, a3)));
-  for (; k < n; ++k) acc += x[k] * y(k, As<T, false>{});
+  for (; k < n; ++k) acc += term(k, As<T, false>{});
   return acc;
+}
+
+// sum_k x[k] y_k, with y_k = y(k, As<T, true>{}) the value at k as a packet (or one T at the
+// tail) computed on the fly; dot_with(x, n, loads of y) is dot(x, y, n) bit for bit.
+template <class T, class Y>
+EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
+  return sum_with<T>(
+      n, [&](Index k, auto as) { return Eigen::internal::pmul(load(as, x + k), y(k, as)); });
 }
 
 // sum_{j < R} term(j), added pairwise (a fixed order).

@@ -34,6 +34,8 @@ class MLP {
     Index rows = -1;
     std::vector<RowMat<T>> Z, A, Delta;  // per layer: pre-activation, activation, d(.)/dZ
     RowMat<T> D;                         // scratch for act'(Z)
+    std::vector<Vec<T>> in_sq;           // regularizer: ||a_{l-1,i}||^2 + 1[bias_l] per layer
+    Vec<T> rowsq;                        // regularizer: ||Delta_{l,i}||^2
   };
 
   MLP(const std::vector<Index>& sizes, const std::vector<Activation>& acts,
@@ -174,22 +176,26 @@ class MLP {
 
   // Per-sample R_i = sum_o ||d f_o(x_i)/d theta||^2 added into r (n), by the per-layer norm trick
   // ||grad_{W_l} f||^2 + ||grad_{b_l} f||^2 = (||a_{l-1}||^2 + 1[bias]) ||delta_l||^2: no Jacobian.
-  // Requires forward().
+  // Each layer's delta comes with its row norms from one pass (delta_below). Requires forward().
   void add_regularizer(const T* theta, const MatRef<T>& X, Workspace& ws, Vec<T>& r) const {
     const std::size_t last = layers_.size() - 1;
-    const Index n = X.rows();
-    RowMat<T> seed = RowMat<T>::Zero(n, n_out());
+    ws.in_sq.resize(layers_.size());
+    for (std::size_t l = 0; l <= last; ++l) {
+      ws.in_sq[l] =
+          l == 0 ? Vec<T>(X.rowwise().squaredNorm()) : ws.A[l - 1].rowwise().squaredNorm();
+      if (layers_[l].bias) ws.in_sq[l].array() += T(1);
+    }
+    ws.rowsq.resize(X.rows());
+    ws.D.resize(X.rows(), n_out());  // act'_last(Z_last)
+    activation_derivative<T>(layers_[last].act, ws.Z[last], ws.A[last], ws.D);
+    RowMat<T>& top = ws.Delta[last];
     for (Index o = 0; o < n_out(); ++o) {
-      seed.setZero();
-      seed.col(o).setOnes();
-      seed_output(seed, ws);
-      for (std::size_t l = last + 1; l-- > 0;) {
-        const Layer& ly = layers_[l];
-        Vec<T> in_sq = (l == 0) ? Vec<T>(X.rowwise().squaredNorm())
-                                : Vec<T>(ws.A[l - 1].rowwise().squaredNorm());
-        if (ly.bias) in_sq.array() += T(1);
-        r.array() += in_sq.array() * ws.Delta[l].rowwise().squaredNorm().array();
-        if (l > 0) propagate(theta, l, ws);
+      top.setZero();  // delta_last = e_o act'_last(Z_last): column o only
+      top.col(o) = ws.D.col(o);
+      r.array() += ws.in_sq[last].array() * top.col(o).array().square();
+      for (std::size_t l = last; l > 0; --l) {
+        delta_below(theta, l, ws);
+        r.array() += ws.in_sq[l - 1].array() * ws.rowsq.array();
       }
     }
   }
@@ -224,6 +230,49 @@ class MLP {
   // Plain loops over contiguous rows, vectorised with `omp simd` or written on Eigen packets
   // (for_each_packet) where GCC would leave a branch per element (reductions too: a fixed
   // summation order per build, not -ffast-math).
+
+  // Delta_{l-1} = (Delta_l W_l) * act'_{l-1}(Z_{l-1}) and ws.rowsq = its squared row norms; the
+  // product (an outer product when layer l has one output) and act' are applied in one pass.
+  void delta_below(const T* theta, std::size_t l, Workspace& ws) const {
+    using namespace Eigen::internal;
+    const Layer& ly = layers_[l];
+    const T* W = theta + ly.w_offset;
+    const RowMat<T>& D = ws.Delta[l];
+    RowMat<T>& prev = ws.Delta[l - 1];
+    if (ly.out == 1) {  // row i is Delta_l(i) W
+      times_derivative_rows(l - 1, ws, [&](Index i, Index k, auto as) {
+        using P = typename decltype(as)::type;
+        return pmul(pset1<P>(D(i, 0)), load(as, W + k));
+      });
+      return;
+    }
+    if (ly.in == 1)
+      for (Index i = 0; i < D.rows(); ++i) prev(i, 0) = dot(W, D.row(i).data(), ly.out);
+    else
+      prev.noalias() = D * ConstMatMap<T>(W, ly.out, ly.in);
+    times_derivative_rows(l - 1, ws, [&](Index i, Index k, auto as) {
+      return load(as, prev.data() + i * prev.cols() + k);
+    });
+  }
+
+  // Delta_l(i, k) = m(i, k) * act_l'(Z_l(i, k)) with m(i, k, as) a packet (or one T) computed on
+  // the fly (it may read Delta_l itself at (i, k)), and ws.rowsq(i) = ||Delta_l(i, :)||^2.
+  template <class M>
+  void times_derivative_rows(std::size_t l, Workspace& ws, M m) const {
+    RowMat<T>& out = ws.Delta[l];
+    const Index cols = out.cols();
+    with_activation(layers_[l].act, [&](auto act) {
+      for (Index i = 0; i < out.rows(); ++i) {
+        const T *z = ws.Z[l].row(i).data(), *a = ws.A[l].row(i).data();
+        T* o = out.row(i).data();
+        ws.rowsq(i) = sum_with<T>(cols, [&](Index k, auto as) {
+          const auto v = times_derivative<act.value>(m(i, k, as), load(as, z + k), load(as, a + k));
+          Eigen::internal::pstoreu(o + k, v);
+          return Eigen::internal::pmul(v, v);
+        });
+      }
+    });
+  }
 
   // out[k] = d w[k], or 0 where z[k] <= 0 if z is given (relu').
   static void scaled_row(const T* w, T d, const T* z, T* out, Index n) {

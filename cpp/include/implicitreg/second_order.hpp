@@ -229,7 +229,8 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, cons
   return value;
 }
 
-// Returns R = sum_i sum_o ||d f_o(x_i)/d theta||^2; writes grad R into `grad` unless null.
+// Returns R = sum_i sum_o ||d f_o(x_i)/d theta||^2; writes grad R into `grad` unless null (R
+// alone is MLP::add_regularizer's per-sample norm trick).
 //
 // Per output o, with d_l = df_o/dZ_l (d_last = e_o^T act_last'(Z_last), d_{l-1} = P_l * act'_{l-1},
 // P_l = d_l W_l) and s_l,i = ||a_{l-1,i}||^2 + 1[bias_l], the per-layer norm trick gives
@@ -243,20 +244,25 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, cons
 template <class T>
 double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& X,
                             SecondOrderWorkspace<MLP<T>>& ws, T* grad) {
+  if (!grad) {  // R alone: the per-sample norm trick, its passes fused (mlp.hpp)
+    so_detail::prepare(m, ws, X.rows());
+    m.forward(theta, X, ws.base);
+    ws.r.setZero();
+    m.add_regularizer(theta, X, ws.base, ws.r);
+    return ws.r.template cast<double>().sum();
+  }
   const auto& ls = m.layers();
   const std::size_t L = ls.size();
-  so_detail::forward(m, theta, X, ws, grad != nullptr);
+  so_detail::forward(m, theta, X, ws, true);
   for (std::size_t l = 0; l < L; ++l) {
     ws.s[l] = so_detail::layer_input(ws, X, l).rowwise().squaredNorm();
     if (ls[l].bias) ws.s[l].array() += T(1);
   }
   ws.r.setZero();
-  if (grad) {
-    VecMap<T>(grad, m.n_params()).setZero();
-    for (std::size_t l = 0; l < L; ++l) {
-      ws.Abar[l].setZero();
-      ws.D1bar[l].setZero();
-    }
+  VecMap<T>(grad, m.n_params()).setZero();
+  for (std::size_t l = 0; l < L; ++l) {
+    ws.Abar[l].setZero();
+    ws.D1bar[l].setZero();
   }
   auto W = [&](std::size_t l) {
     return ConstMatMap<T>(theta + ls[l].w_offset, ls[l].out, ls[l].in);
@@ -274,10 +280,8 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
     for (std::size_t l = 0; l < L; ++l) {
       ws.rowsq = ws.d[l].rowwise().squaredNorm();
       ws.r.array() += ws.s[l].array() * ws.rowsq.array();
-      if (grad && l > 0)
-        ws.Abar[l - 1].noalias() += (T(2) * ws.rowsq).asDiagonal() * ws.base.A[l - 1];
+      if (l > 0) ws.Abar[l - 1].noalias() += (T(2) * ws.rowsq).asDiagonal() * ws.base.A[l - 1];
     }
-    if (!grad) continue;
     for (std::size_t l = 0; l < L; ++l) {
       ws.dbar[l].noalias() = (T(2) * ws.s[l]).asDiagonal() * ws.d[l];
       if (l == 0) continue;
@@ -290,17 +294,15 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
     }
     if (so_detail::curved(ls[L - 1].act)) ws.D1bar[L - 1].col(o) += ws.dbar[L - 1].col(o);
   }
-  if (grad) {
-    for (std::size_t l = L; l-- > 0;) {
-      const auto& ly = ls[l];
-      RowMat<T>& Zbar = ws.Abar[l];  // dR/dA_l becomes dR/dZ_l in place
-      if (ly.act != Activation::identity) Zbar.array() *= ws.D1[l].array();
-      if (so_detail::curved(ly.act)) Zbar.array() += ws.D1bar[l].array() * ws.D2[l].array();
-      MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() +=
-          Zbar.transpose() * so_detail::layer_input(ws, X, l);
-      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) += Zbar.colwise().sum().transpose();
-      if (l > 0) ws.Abar[l - 1].noalias() += Zbar * W(l);
-    }
+  for (std::size_t l = L; l-- > 0;) {
+    const auto& ly = ls[l];
+    RowMat<T>& Zbar = ws.Abar[l];  // dR/dA_l becomes dR/dZ_l in place
+    if (ly.act != Activation::identity) Zbar.array() *= ws.D1[l].array();
+    if (so_detail::curved(ly.act)) Zbar.array() += ws.D1bar[l].array() * ws.D2[l].array();
+    MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() +=
+        Zbar.transpose() * so_detail::layer_input(ws, X, l);
+    if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) += Zbar.colwise().sum().transpose();
+    if (l > 0) ws.Abar[l - 1].noalias() += Zbar * W(l);
   }
   return ws.r.template cast<double>().sum();
 }
