@@ -241,7 +241,15 @@ EIGEN_ALWAYS_INLINE Packet times_derivative(const Packet& m, const Packet& z, co
   if constexpr (act == Activation::relu) return pand(pcmp_lt(pzero(z), z), m);
   if constexpr (act == Activation::tanh) return pmul(m, psub(one, pmul(a, a)));
   if constexpr (act == Activation::sigmoid) return pmul(m, pmul(a, psub(one, a)));
-  if constexpr (act == Activation::softplus) return pmul(m, sigmoid_packet(z));
+  // softplus' = sigmoid; one scalar (a row's tail) goes through a packet too, for the same numbers.
+  if constexpr (act == Activation::softplus) {
+    if constexpr (std::is_arithmetic_v<Packet>) {
+      using Full = typename packet_traits<Packet>::type;
+      return m * pfirst(sigmoid_packet(pset1<Full>(z)));
+    } else {
+      return pmul(m, sigmoid_packet(z));
+    }
+  }
 }
 
 // d = act'(z) given z and a = act(z).

@@ -127,29 +127,7 @@ class MLP {
 
   // Delta_{l-1} = (Delta_l W_l) * act'_{l-1}(Z_{l-1}), elementwise.
   void propagate(const T* theta, std::size_t l, Workspace& ws) const {
-    const Layer& ly = layers_[l];
-    const T* W = theta + ly.w_offset;
-    const RowMat<T>& D = ws.Delta[l];
-    RowMat<T>& prev = ws.Delta[l - 1];
-    const Activation act = layers_[l - 1].act;
-    const bool relu = act == Activation::relu;
-    if (ly.out == 1) {  // rank one: row i is Delta_l(i) W, with the relu mask in the same pass
-      for (Index i = 0; i < D.rows(); ++i)
-        scaled_row(W, D(i, 0), relu ? ws.Z[l - 1].row(i).data() : nullptr, prev.row(i).data(),
-                   ly.in);
-      if (relu) return;
-    } else if (ly.in == 1) {
-      for (Index i = 0; i < D.rows(); ++i) prev(i, 0) = dot(W, D.row(i).data(), ly.out);
-    } else {
-      prev.noalias() = D * ConstMatMap<T>(W, ly.out, ly.in);
-    }
-    if (relu) {
-      relu_mask(ws.Z[l - 1].data(), prev.data(), prev.size());
-    } else if (act != Activation::identity) {
-      ws.D.resize(prev.rows(), prev.cols());
-      activation_derivative<T>(act, ws.Z[l - 1], ws.A[l - 1], ws.D);
-      prev.array() *= ws.D.array();
-    }
+    delta_below(theta, l, ws, nullptr);
   }
 
   // grad = sum over rows of d(<Delta_seed, F>)/d theta, after forward() and seed_output().
@@ -194,7 +172,7 @@ class MLP {
       top.col(o) = ws.D.col(o);
       r.array() += ws.in_sq[last].array() * top.col(o).array().square();
       for (std::size_t l = last; l > 0; --l) {
-        delta_below(theta, l, ws);
+        delta_below(theta, l, ws, ws.rowsq.data());
         r.array() += ws.in_sq[l - 1].array() * ws.rowsq.array();
       }
     }
@@ -231,16 +209,16 @@ class MLP {
   // (for_each_packet) where GCC would leave a branch per element (reductions too: a fixed
   // summation order per build, not -ffast-math).
 
-  // Delta_{l-1} = (Delta_l W_l) * act'_{l-1}(Z_{l-1}) and ws.rowsq = its squared row norms; the
-  // product (an outer product when layer l has one output) and act' are applied in one pass.
-  void delta_below(const T* theta, std::size_t l, Workspace& ws) const {
+  // Delta_{l-1} = (Delta_l W_l) * act'_{l-1}(Z_{l-1}), and its squared row norms into rowsq unless
+  // null; the product (an outer product when layer l has one output) and act' in one pass.
+  void delta_below(const T* theta, std::size_t l, Workspace& ws, T* rowsq) const {
     using namespace Eigen::internal;
     const Layer& ly = layers_[l];
     const T* W = theta + ly.w_offset;
     const RowMat<T>& D = ws.Delta[l];
     RowMat<T>& prev = ws.Delta[l - 1];
     if (ly.out == 1) {  // row i is Delta_l(i) W
-      times_derivative_rows(l - 1, ws, [&](Index i, Index k, auto as) {
+      times_derivative_rows(l - 1, ws, rowsq, [&](Index i, Index k, auto as) {
         using P = typename decltype(as)::type;
         return pmul(pset1<P>(D(i, 0)), load(as, W + k));
       });
@@ -250,51 +228,34 @@ class MLP {
       for (Index i = 0; i < D.rows(); ++i) prev(i, 0) = dot(W, D.row(i).data(), ly.out);
     else
       prev.noalias() = D * ConstMatMap<T>(W, ly.out, ly.in);
-    times_derivative_rows(l - 1, ws, [&](Index i, Index k, auto as) {
+    times_derivative_rows(l - 1, ws, rowsq, [&](Index i, Index k, auto as) {
       return load(as, prev.data() + i * prev.cols() + k);
     });
   }
 
   // Delta_l(i, k) = m(i, k) * act_l'(Z_l(i, k)) with m(i, k, as) a packet (or one T) computed on
-  // the fly (it may read Delta_l itself at (i, k)), and ws.rowsq(i) = ||Delta_l(i, :)||^2.
+  // the fly (it may read Delta_l itself at (i, k)), and rowsq[i] = ||Delta_l(i, :)||^2 unless null.
   template <class M>
-  void times_derivative_rows(std::size_t l, Workspace& ws, M m) const {
+  void times_derivative_rows(std::size_t l, Workspace& ws, T* rowsq, M m) const {
     RowMat<T>& out = ws.Delta[l];
     const Index cols = out.cols();
     with_activation(layers_[l].act, [&](auto act) {
       for (Index i = 0; i < out.rows(); ++i) {
         const T *z = ws.Z[l].row(i).data(), *a = ws.A[l].row(i).data();
         T* o = out.row(i).data();
-        ws.rowsq(i) = sum_with<T>(cols, [&](Index k, auto as) {
+        const auto entry = [&](Index k, auto as) {
           const auto v = times_derivative<act.value>(m(i, k, as), load(as, z + k), load(as, a + k));
           Eigen::internal::pstoreu(o + k, v);
-          return Eigen::internal::pmul(v, v);
-        });
+          return v;
+        };
+        if (rowsq)
+          rowsq[i] = sum_with<T>(cols, [&](Index k, auto as) {
+            const auto v = entry(k, as);
+            return Eigen::internal::pmul(v, v);
+          });
+        else
+          for_each_packet<T>(cols, entry);
       }
-    });
-  }
-
-  // out[k] = d w[k], or 0 where z[k] <= 0 if z is given (relu').
-  static void scaled_row(const T* w, T d, const T* z, T* out, Index n) {
-    using namespace Eigen::internal;
-    if (!z) {
-#pragma omp simd
-      for (Index k = 0; k < n; ++k) out[k] = d * w[k];
-      return;
-    }
-    for_each_packet<T>(n, [=](Index k, auto as) {
-      using P = typename decltype(as)::type;
-      const P zk = load(as, z + k);  // the compare's mask is all ones where z > 0
-      pstoreu(out + k, pand(pcmp_lt(pzero(zk), zk), pmul(pset1<P>(d), load(as, w + k))));
-    });
-  }
-
-  // x[k] = 0 where z[k] <= 0 (relu').
-  static void relu_mask(const T* z, T* x, Index n) {
-    using namespace Eigen::internal;
-    for_each_packet<T>(n, [=](Index k, auto as) {
-      const auto zk = load(as, z + k);
-      pstoreu(x + k, pand(pcmp_lt(pzero(zk), zk), load(as, x + k)));
     });
   }
 
