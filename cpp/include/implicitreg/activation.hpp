@@ -252,6 +252,23 @@ EIGEN_ALWAYS_INLINE Packet times_derivative(const Packet& m, const Packet& z, co
   }
 }
 
+// act''(z) for a packet (or one scalar) z and a = act(z), formed on the fly: the numbers of
+// activation_second_derivative()'s matrix. Zero for the identity and relu.
+template <Activation act, class Packet>
+EIGEN_ALWAYS_INLINE Packet second_derivative(const Packet& z, const Packet& a) {
+  using namespace Eigen::internal;
+  const Packet one = pset1<Packet>(1);
+  if constexpr (act == Activation::identity || act == Activation::relu) return pzero(z);
+  if constexpr (act == Activation::tanh)
+    return pmul(pmul(pset1<Packet>(-2), a), psub(one, pmul(a, a)));
+  if constexpr (act == Activation::sigmoid)
+    return pmul(pmul(a, psub(one, a)), psub(one, pmul(pset1<Packet>(2), a)));
+  if constexpr (act == Activation::softplus) {  // sigma(z) (1 - sigma(z))
+    const Packet s = times_derivative<act>(one, z, a);
+    return pmul(s, psub(one, s));
+  }
+}
+
 // d = act'(z) given z and a = act(z).
 template <class T, class In, class Out>
 void activation_derivative(Activation act, const In& z, const In& a, Out&& d) {

@@ -41,7 +41,8 @@ template <class T>
 struct SecondOrderWorkspace<MLP<T>> {
   typename MLP<T>::Workspace base;  // Z_l, A_l of the forward pass
   Index rows = -1;
-  // Per layer: act'(Z_l), act''(Z_l); loss backward G_l, Delta_l; R-op RZ_l, RA_l, RG_l, RDelta_l.
+  // Per layer: act'(Z_l), act''(Z_l) (for grad R); loss backward G_l, Delta_l; R-op RZ_l, RA_l,
+  // RG_l, RDelta_l.
   std::vector<RowMat<T>> D1, D2, G, Delta, RZ, RA, RG, RDelta;
   // Regularizer, for one output o: d_l = df_o/dZ_l and P_l = d_l W_l (n x in_l); adjoints
   // dbar_l = dR/dd_l, Pbar_l = dR/dP_l, Abar_l = dR/dA_l, D1bar_l = dR/d act'(Z_l).
@@ -72,7 +73,7 @@ std::size_t workspace_bytes(const SecondOrderWorkspace<MLP<T>>& ws) {
 namespace so_detail {
 
 // act'' is zero for these (relu: almost everywhere), so their curvature terms are skipped.
-inline bool curved(Activation a) { return a != Activation::identity && a != Activation::relu; }
+constexpr bool curved(Activation a) { return a != Activation::identity && a != Activation::relu; }
 
 template <class T>
 void size_layers(std::vector<RowMat<T>>& v, const MLP<T>& m, Index rows, bool in_width) {
@@ -117,19 +118,48 @@ void times_d1(const MLP<T>& m, const SecondOrderWorkspace<MLP<T>>& ws, std::size
     out = M.cwiseProduct(ws.D1[l]);
 }
 
-// Forward pass, then act' (and act'' when `second`) of every layer.
+// Forward pass, then act' and act'' of every layer stored (grad R reads them several times; the
+// other functions form them on the fly in the passes that use them).
 template <class T>
-void forward(const MLP<T>& m, const T* theta, const MatRef<T>& X, SecondOrderWorkspace<MLP<T>>& ws,
-             bool second) {
+void forward_with_derivatives(const MLP<T>& m, const T* theta, const MatRef<T>& X,
+                              SecondOrderWorkspace<MLP<T>>& ws) {
   prepare(m, ws, X.rows());
   m.forward(theta, X, ws.base);
   for (std::size_t l = 0; l < m.layers().size(); ++l) {
     const Activation act = m.layers()[l].act;
     if (act != Activation::identity)
       activation_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D1[l]);
-    if (second && curved(act))
-      activation_second_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D2[l]);
+    if (curved(act)) activation_second_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D2[l]);
   }
+}
+
+// f(i, k, as, act) over the entries of layer l's (rows x out) matrices: packets along each row,
+// then its tail one entry at a time (as: kernels.hpp); act is the layer's activation as a
+// compile-time tag, so that the loop has no switch.
+template <class T, class F>
+void for_each_entry(const MLP<T>& m, std::size_t l, Index rows, F f) {
+  with_activation(m.layers()[l].act, [&](auto act) {
+    for (Index i = 0; i < rows; ++i)
+      for_each_packet<T>(m.layers()[l].out, [&](Index k, auto as) { f(i, k, as, act); });
+  });
+}
+
+// out = M * act_l'(Z_l), act' formed on the fly, and colsum = the column sums of out unless null,
+// in one pass.
+template <class T>
+void times_act_derivative(const MLP<T>& m, const SecondOrderWorkspace<MLP<T>>& ws, std::size_t l,
+                          const RowMat<T>& M, RowMat<T>& out, T* colsum) {
+  using namespace Eigen::internal;
+  const Index cols = M.cols();
+  const T *z = ws.base.Z[l].data(), *a = ws.base.A[l].data();
+  if (colsum) std::fill(colsum, colsum + cols, T(0));
+  for_each_entry(m, l, M.rows(), [&](Index i, Index k, auto as, auto act) {
+    const Index at = i * cols + k;
+    const auto v =
+        times_derivative<act.value>(load(as, M.data() + at), load(as, z + at), load(as, a + at));
+    pstoreu(out.data() + at, v);
+    if (colsum) pstoreu(colsum + k, padd(load(as, colsum + k), v));
+  });
 }
 
 // From G_last (set by the caller): Delta_l and G_l of every layer; grad = J^T G_last if non-null.
@@ -138,21 +168,21 @@ void backward(const MLP<T>& m, const T* theta, const MatRef<T>& X, SecondOrderWo
               T* grad) {
   for (std::size_t l = m.layers().size(); l-- > 0;) {
     const auto& ly = m.layers()[l];
-    times_d1(m, ws, l, ws.G[l], ws.Delta[l]);
-    if (grad) {
+    T* bias_grad = grad && ly.bias ? grad + ly.b_offset : nullptr;
+    times_act_derivative(m, ws, l, ws.G[l], ws.Delta[l], bias_grad);
+    if (grad)
       MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() =
           ws.Delta[l].transpose() * layer_input(ws, X, l);
-      if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) = ws.Delta[l].colwise().sum().transpose();
-    }
     if (l > 0)
       ws.G[l - 1].noalias() = ws.Delta[l] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
   }
 }
 
-// Forward tangents RZ_l, RA_l along u (after forward()).
+// Forward tangents RZ_l, RA_l along u (after a forward pass); the bias and act' in one pass.
 template <class T>
 void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
              SecondOrderWorkspace<MLP<T>>& ws) {
+  using namespace Eigen::internal;
   for (std::size_t l = 0; l < m.layers().size(); ++l) {
     const auto& ly = m.layers()[l];
     RowMat<T>& RZ = ws.RZ[l];
@@ -160,8 +190,18 @@ void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
         layer_input(ws, X, l) * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in).transpose();
     if (l > 0)
       RZ.noalias() += ws.RA[l - 1] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in).transpose();
-    if (ly.bias) RZ.rowwise() += ConstVecMap<T>(u + ly.b_offset, ly.out).transpose();
-    times_d1(m, ws, l, RZ, ws.RA[l]);
+    const T* c = ly.bias ? u + ly.b_offset : nullptr;
+    T *rz = RZ.data(), *ra = ws.RA[l].data();
+    const T *z = ws.base.Z[l].data(), *a = ws.base.A[l].data();
+    for_each_entry(m, l, RZ.rows(), [&](Index i, Index k, auto as, auto act) {
+      const Index at = i * ly.out + k;
+      auto v = load(as, rz + at);
+      if (c) {
+        v = padd(v, load(as, c + k));
+        pstoreu(rz + at, v);
+      }
+      pstoreu(ra + at, times_derivative<act.value>(v, load(as, z + at), load(as, a + at)));
+    });
   }
 }
 
@@ -178,7 +218,8 @@ using BatchRef = MatRef<ScalarOf<MLP<T>>>;
 template <class T>
 const RowMat<T>& jvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, const T* v,
                      SecondOrderWorkspace<MLP<T>>& ws) {
-  so_detail::forward(m, theta, X, ws, false);
+  so_detail::prepare(m, ws, X.rows());
+  m.forward(theta, X, ws.base);
   so_detail::tangent(m, theta, v, X, ws);
   return ws.RA.back();
 }
@@ -203,7 +244,8 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, cons
   const std::size_t last = ls.size() - 1;
   const double c = norm.scale(X.rows());
   const T two_c = static_cast<T>(2 * c);
-  so_detail::forward(m, theta, X, ws, true);
+  so_detail::prepare(m, ws, X.rows());
+  m.forward(theta, X, ws.base);
   ws.G[last] = ws.base.A[last] - Y;
   const double value = c * static_cast<double>(ws.G[last].squaredNorm());
   ws.G[last] *= two_c;
@@ -213,14 +255,26 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, cons
   for (std::size_t l = last + 1; l-- > 0;) {
     const auto& ly = ls[l];
     RowMat<T>& RD = ws.RDelta[l];
-    so_detail::times_d1(m, ws, l, ws.RG[l], RD);
-    // The residual (second-derivative) term: absent from the Gauss-Newton product.
-    if (so_detail::curved(ly.act))
-      RD.array() += ws.G[l].array() * ws.D2[l].array() * ws.RZ[l].array();
+    // RD = RG * act' + G * act'' * RZ (the residual, second-derivative term: absent from the
+    // Gauss-Newton product), and the bias entries of H u as its column sums, in one pass.
+    T* hb = ly.bias ? hu + ly.b_offset : nullptr;
+    if (hb) std::fill(hb, hb + ly.out, T(0));
+    const T *z = ws.base.Z[l].data(), *a = ws.base.A[l].data();
+    const T *rg = ws.RG[l].data(), *g = ws.G[l].data(), *rz = ws.RZ[l].data();
+    so_detail::for_each_entry(m, l, RD.rows(), [&](Index i, Index k, auto as, auto act) {
+      using namespace Eigen::internal;
+      const Index at = i * ly.out + k;
+      const auto zk = load(as, z + at), ak = load(as, a + at);
+      auto v = times_derivative<act.value>(load(as, rg + at), zk, ak);
+      if constexpr (so_detail::curved(act.value))
+        v = padd(v, pmul(pmul(load(as, g + at), second_derivative<act.value>(zk, ak)),
+                         load(as, rz + at)));
+      pstoreu(RD.data() + at, v);
+      if (hb) pstoreu(hb + k, padd(load(as, hb + k), v));
+    });
     MatMap<T> hW(hu + ly.w_offset, ly.out, ly.in);
     hW.noalias() = RD.transpose() * so_detail::layer_input(ws, X, l);
     if (l > 0) hW.noalias() += ws.Delta[l].transpose() * ws.RA[l - 1];
-    if (ly.bias) VecMap<T>(hu + ly.b_offset, ly.out) = RD.colwise().sum().transpose();
     if (l > 0) {
       ws.RG[l - 1].noalias() = RD * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
       ws.RG[l - 1].noalias() += ws.Delta[l] * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in);
@@ -253,7 +307,7 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   }
   const auto& ls = m.layers();
   const std::size_t L = ls.size();
-  so_detail::forward(m, theta, X, ws, true);
+  so_detail::forward_with_derivatives(m, theta, X, ws);
   for (std::size_t l = 0; l < L; ++l) {
     ws.s[l] = so_detail::layer_input(ws, X, l).rowwise().squaredNorm();
     if (ls[l].bias) ws.s[l].array() += T(1);
