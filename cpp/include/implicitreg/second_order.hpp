@@ -41,9 +41,8 @@ template <class T>
 struct SecondOrderWorkspace<MLP<T>> {
   typename MLP<T>::Workspace base;  // Z_l, A_l of the forward pass
   Index rows = -1;
-  // Per layer: act'(Z_l), act''(Z_l) (for grad R); loss backward G_l, Delta_l; R-op RZ_l, RA_l,
-  // RG_l, RDelta_l.
-  std::vector<RowMat<T>> D1, D2, G, Delta, RZ, RA, RG, RDelta;
+  // Per layer: loss backward G_l, Delta_l; R-op RZ_l, RA_l, RG_l, RDelta_l.
+  std::vector<RowMat<T>> G, Delta, RZ, RA, RG, RDelta;
   // Regularizer, for one output o: d_l = df_o/dZ_l and P_l = d_l W_l (n x in_l); adjoints
   // dbar_l = dR/dd_l, Pbar_l = dR/dP_l, Abar_l = dR/dA_l, D1bar_l = dR/d act'(Z_l).
   std::vector<RowMat<T>> d, P, dbar, Pbar, Abar, D1bar;
@@ -62,9 +61,8 @@ std::size_t workspace_bytes(const W&) {
 template <class T>
 std::size_t workspace_bytes(const SecondOrderWorkspace<MLP<T>>& ws) {
   std::size_t count = static_cast<std::size_t>(ws.r.size() + ws.rowsq.size() + ws.hu.size());
-  for (const auto* v :
-       {&ws.base.Z, &ws.base.A, &ws.base.Delta, &ws.D1, &ws.D2, &ws.G, &ws.Delta, &ws.RZ, &ws.RA,
-        &ws.RG, &ws.RDelta, &ws.d, &ws.P, &ws.dbar, &ws.Pbar, &ws.Abar, &ws.D1bar})
+  for (const auto* v : {&ws.base.Z, &ws.base.A, &ws.base.Delta, &ws.G, &ws.Delta, &ws.RZ, &ws.RA,
+                        &ws.RG, &ws.RDelta, &ws.d, &ws.P, &ws.dbar, &ws.Pbar, &ws.Abar, &ws.D1bar})
     for (const auto& M : *v) count += static_cast<std::size_t>(M.size());
   for (const auto& v : ws.s) count += static_cast<std::size_t>(v.size());
   return count * sizeof(T);
@@ -88,11 +86,11 @@ void prepare(const MLP<T>& m, SecondOrderWorkspace<MLP<T>>& ws, Index rows) {
   const auto& ls = m.layers();
   bool same = ws.rows == rows && ws.P.size() == ls.size();
   for (std::size_t l = 0; same && l < ls.size(); ++l)
-    same = ws.D1[l].cols() == ls[l].out && ws.P[l].cols() == ls[l].in;
+    same = ws.G[l].cols() == ls[l].out && ws.P[l].cols() == ls[l].in;
   if (same) return;
   ws.base.rows = -1;  // MLP::prepare checks only the row count
-  for (auto* v : {&ws.D1, &ws.D2, &ws.G, &ws.Delta, &ws.RZ, &ws.RA, &ws.RG, &ws.RDelta, &ws.d,
-                  &ws.dbar, &ws.Abar, &ws.D1bar})
+  for (auto* v :
+       {&ws.G, &ws.Delta, &ws.RZ, &ws.RA, &ws.RG, &ws.RDelta, &ws.d, &ws.dbar, &ws.Abar, &ws.D1bar})
     size_layers(*v, m, rows, false);
   size_layers(ws.P, m, rows, true);
   size_layers(ws.Pbar, m, rows, true);
@@ -106,31 +104,6 @@ void prepare(const MLP<T>& m, SecondOrderWorkspace<MLP<T>>& ws, Index rows) {
 template <class T>
 MatRef<T> layer_input(const SecondOrderWorkspace<MLP<T>>& ws, const MatRef<T>& X, std::size_t l) {
   return l == 0 ? X : MatRef<T>(ws.base.A[l - 1]);
-}
-
-// out = M * act_l'(Z_l), elementwise (a copy for the identity).
-template <class T, class In>
-void times_d1(const MLP<T>& m, const SecondOrderWorkspace<MLP<T>>& ws, std::size_t l, const In& M,
-              RowMat<T>& out) {
-  if (m.layers()[l].act == Activation::identity)
-    out = M;
-  else
-    out = M.cwiseProduct(ws.D1[l]);
-}
-
-// Forward pass, then act' and act'' of every layer stored (grad R reads them several times; the
-// other functions form them on the fly in the passes that use them).
-template <class T>
-void forward_with_derivatives(const MLP<T>& m, const T* theta, const MatRef<T>& X,
-                              SecondOrderWorkspace<MLP<T>>& ws) {
-  prepare(m, ws, X.rows());
-  m.forward(theta, X, ws.base);
-  for (std::size_t l = 0; l < m.layers().size(); ++l) {
-    const Activation act = m.layers()[l].act;
-    if (act != Activation::identity)
-      activation_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D1[l]);
-    if (curved(act)) activation_second_derivative<T>(act, ws.base.Z[l], ws.base.A[l], ws.D2[l]);
-  }
 }
 
 // f(i, k, as, act) over the entries of layer l's (rows x out) matrices: packets along each row,
@@ -148,7 +121,7 @@ void for_each_entry(const MLP<T>& m, std::size_t l, Index rows, F f) {
 // in one pass.
 template <class T>
 void times_act_derivative(const MLP<T>& m, const SecondOrderWorkspace<MLP<T>>& ws, std::size_t l,
-                          const RowMat<T>& M, RowMat<T>& out, T* colsum) {
+                          const RowMat<T>& M, RowMat<T>& out, typename MLP<T>::Scalar* colsum) {
   using namespace Eigen::internal;
   const Index cols = M.cols();
   const T *z = ws.base.Z[l].data(), *a = ws.base.A[l].data();
@@ -307,7 +280,8 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   }
   const auto& ls = m.layers();
   const std::size_t L = ls.size();
-  so_detail::forward_with_derivatives(m, theta, X, ws);
+  so_detail::prepare(m, ws, X.rows());
+  m.forward(theta, X, ws.base);
   for (std::size_t l = 0; l < L; ++l) {
     ws.s[l] = so_detail::layer_input(ws, X, l).rowwise().squaredNorm();
     if (ls[l].bias) ws.s[l].array() += T(1);
@@ -321,15 +295,15 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   auto W = [&](std::size_t l) {
     return ConstMatMap<T>(theta + ls[l].w_offset, ls[l].out, ls[l].in);
   };
+  RowMat<T>& top_d1 = ws.base.D;  // act'_last(Z_last)
+  top_d1.resize(X.rows(), m.n_out());
+  activation_derivative<T>(ls[L - 1].act, ws.base.Z[L - 1], ws.base.A[L - 1], top_d1);
   for (Index o = 0; o < m.n_out(); ++o) {
     ws.d[L - 1].setZero();
-    if (ls[L - 1].act == Activation::identity)
-      ws.d[L - 1].col(o).setOnes();
-    else
-      ws.d[L - 1].col(o) = ws.D1[L - 1].col(o);
+    ws.d[L - 1].col(o) = top_d1.col(o);
     for (std::size_t l = L - 1; l > 0; --l) {
       ws.P[l].noalias() = ws.d[l] * W(l);
-      so_detail::times_d1(m, ws, l - 1, ws.P[l], ws.d[l - 1]);
+      so_detail::times_act_derivative(m, ws, l - 1, ws.P[l], ws.d[l - 1], nullptr);
     }
     for (std::size_t l = 0; l < L; ++l) {
       ws.rowsq = ws.d[l].rowwise().squaredNorm();
@@ -339,7 +313,7 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
     for (std::size_t l = 0; l < L; ++l) {
       ws.dbar[l].noalias() = (T(2) * ws.s[l]).asDiagonal() * ws.d[l];
       if (l == 0) continue;
-      so_detail::times_d1(m, ws, l - 1, ws.dbar[l - 1], ws.Pbar[l]);
+      so_detail::times_act_derivative(m, ws, l - 1, ws.dbar[l - 1], ws.Pbar[l], nullptr);
       if (so_detail::curved(ls[l - 1].act))
         ws.D1bar[l - 1].array() += ws.dbar[l - 1].array() * ws.P[l].array();
       MatMap<T>(grad + ls[l].w_offset, ls[l].out, ls[l].in).noalias() +=
@@ -350,12 +324,23 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   }
   for (std::size_t l = L; l-- > 0;) {
     const auto& ly = ls[l];
-    RowMat<T>& Zbar = ws.Abar[l];  // dR/dA_l becomes dR/dZ_l in place
-    if (ly.act != Activation::identity) Zbar.array() *= ws.D1[l].array();
-    if (so_detail::curved(ly.act)) Zbar.array() += ws.D1bar[l].array() * ws.D2[l].array();
+    // dR/dA_l becomes dR/dZ_l = dR/dA_l * act' + dR/d act' * act'' in place, with the bias
+    // gradient as its column sums, in one pass.
+    RowMat<T>& Zbar = ws.Abar[l];
+    T* bias_grad = ly.bias ? grad + ly.b_offset : nullptr;
+    const T *z = ws.base.Z[l].data(), *a = ws.base.A[l].data(), *d1bar = ws.D1bar[l].data();
+    so_detail::for_each_entry(m, l, Zbar.rows(), [&](Index i, Index k, auto as, auto act) {
+      using namespace Eigen::internal;
+      const Index at = i * ly.out + k;
+      const auto zk = load(as, z + at), ak = load(as, a + at);
+      auto v = times_derivative<act.value>(load(as, Zbar.data() + at), zk, ak);
+      if constexpr (so_detail::curved(act.value))
+        v = padd(v, pmul(load(as, d1bar + at), second_derivative<act.value>(zk, ak)));
+      pstoreu(Zbar.data() + at, v);
+      if (bias_grad) pstoreu(bias_grad + k, padd(load(as, bias_grad + k), v));
+    });
     MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() +=
         Zbar.transpose() * so_detail::layer_input(ws, X, l);
-    if (ly.bias) VecMap<T>(grad + ly.b_offset, ly.out) += Zbar.colwise().sum().transpose();
     if (l > 0) ws.Abar[l - 1].noalias() += Zbar * W(l);
   }
   return ws.r.template cast<double>().sum();
