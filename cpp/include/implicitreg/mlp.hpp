@@ -152,17 +152,23 @@ class MLP {
     backward_into(theta, X, ws, StepSink{theta, lr});
   }
 
+  // ws.in_sq[l](i) = ||a_{l-1,i}||^2 + 1[bias_l] (a_{-1} = x): the norm trick's input factor,
+  // the same for every output. Requires forward().
+  void input_norms(const MatRef<T>& X, Workspace& ws) const {
+    ws.in_sq.resize(layers_.size());
+    for (std::size_t l = 0; l < layers_.size(); ++l) {
+      ws.in_sq[l] =
+          l == 0 ? Vec<T>(X.rowwise().squaredNorm()) : ws.A[l - 1].rowwise().squaredNorm();
+      if (layers_[l].bias) ws.in_sq[l].array() += T(1);
+    }
+  }
+
   // Per-sample R_i = sum_o ||d f_o(x_i)/d theta||^2 added into r (n), by the per-layer norm trick
   // ||grad_{W_l} f||^2 + ||grad_{b_l} f||^2 = (||a_{l-1}||^2 + 1[bias]) ||delta_l||^2: no Jacobian.
   // Each layer's delta comes with its row norms from one pass (delta_below). Requires forward().
   void add_regularizer(const T* theta, const MatRef<T>& X, Workspace& ws, Vec<T>& r) const {
     const std::size_t last = layers_.size() - 1;
-    ws.in_sq.resize(layers_.size());
-    for (std::size_t l = 0; l <= last; ++l) {
-      ws.in_sq[l] =
-          l == 0 ? Vec<T>(X.rowwise().squaredNorm()) : ws.A[l - 1].rowwise().squaredNorm();
-      if (layers_[l].bias) ws.in_sq[l].array() += T(1);
-    }
+    input_norms(X, ws);
     ws.rowsq.resize(X.rows());
     ws.D.resize(X.rows(), n_out());  // act'_last(Z_last)
     activation_derivative<T>(layers_[last].act, ws.Z[last], ws.A[last], ws.D);

@@ -46,9 +46,8 @@ struct SecondOrderWorkspace<MLP<T>> {
   // Regularizer, for one output o: d_l = df_o/dZ_l and P_l = d_l W_l (n x in_l); adjoints
   // dbar_l = dR/dd_l, Pbar_l = dR/dP_l, Abar_l = dR/dA_l, D1bar_l = dR/d act'(Z_l).
   std::vector<RowMat<T>> d, P, dbar, Pbar, Abar, D1bar;
-  std::vector<Vec<T>> s;  // per layer and sample: ||a_{l-1,i}||^2 + 1[bias_l]
-  Vec<T> r, rowsq;        // per sample: R_i; ||d_{l,i}||^2
-  Vec<T> hu;              // H g inside egr_direction
+  Vec<T> r;   // per sample: R_i (the norm trick's factors and row norms: base.in_sq, base.rowsq)
+  Vec<T> hu;  // H g inside egr_direction
 };
 
 // Bytes held by a workspace: the bindings drop a cached one that grew large. 0 for models
@@ -60,11 +59,11 @@ std::size_t workspace_bytes(const W&) {
 
 template <class T>
 std::size_t workspace_bytes(const SecondOrderWorkspace<MLP<T>>& ws) {
-  std::size_t count = static_cast<std::size_t>(ws.r.size() + ws.rowsq.size() + ws.hu.size());
+  std::size_t count = static_cast<std::size_t>(ws.r.size() + ws.base.rowsq.size() + ws.hu.size());
   for (const auto* v : {&ws.base.Z, &ws.base.A, &ws.base.Delta, &ws.G, &ws.Delta, &ws.RZ, &ws.RA,
                         &ws.RG, &ws.RDelta, &ws.d, &ws.P, &ws.dbar, &ws.Pbar, &ws.Abar, &ws.D1bar})
     for (const auto& M : *v) count += static_cast<std::size_t>(M.size());
-  for (const auto& v : ws.s) count += static_cast<std::size_t>(v.size());
+  for (const auto& v : ws.base.in_sq) count += static_cast<std::size_t>(v.size());
   return count * sizeof(T);
 }
 
@@ -94,9 +93,7 @@ void prepare(const MLP<T>& m, SecondOrderWorkspace<MLP<T>>& ws, Index rows) {
     size_layers(*v, m, rows, false);
   size_layers(ws.P, m, rows, true);
   size_layers(ws.Pbar, m, rows, true);
-  ws.s.assign(m.layers().size(), Vec<T>(rows));
   ws.r.resize(rows);
-  ws.rowsq.resize(rows);
   ws.rows = rows;
 }
 
@@ -104,6 +101,14 @@ void prepare(const MLP<T>& m, SecondOrderWorkspace<MLP<T>>& ws, Index rows) {
 template <class T>
 MatRef<T> layer_input(const SecondOrderWorkspace<MLP<T>>& ws, const MatRef<T>& X, std::size_t l) {
   return l == 0 ? X : MatRef<T>(ws.base.A[l - 1]);
+}
+
+// The forward pass into ws.base, the workspace sized for X first.
+template <class T>
+void forward(const MLP<T>& m, const T* theta, const MatRef<T>& X,
+             SecondOrderWorkspace<MLP<T>>& ws) {
+  prepare(m, ws, X.rows());
+  m.forward(theta, X, ws.base);
 }
 
 // f(i, k, as, act) over the entries of layer l's (rows x out) matrices: packets along each row,
@@ -191,8 +196,7 @@ using BatchRef = MatRef<ScalarOf<MLP<T>>>;
 template <class T>
 const RowMat<T>& jvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, const T* v,
                      SecondOrderWorkspace<MLP<T>>& ws) {
-  so_detail::prepare(m, ws, X.rows());
-  m.forward(theta, X, ws.base);
+  so_detail::forward(m, theta, X, ws);
   so_detail::tangent(m, theta, v, X, ws);
   return ws.RA.back();
 }
@@ -217,8 +221,7 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, cons
   const std::size_t last = ls.size() - 1;
   const double c = norm.scale(X.rows());
   const T two_c = static_cast<T>(2 * c);
-  so_detail::prepare(m, ws, X.rows());
-  m.forward(theta, X, ws.base);
+  so_detail::forward(m, theta, X, ws);
   ws.G[last] = ws.base.A[last] - Y;
   const double value = c * static_cast<double>(ws.G[last].squaredNorm());
   ws.G[last] *= two_c;
@@ -272,20 +275,17 @@ template <class T>
 double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& X,
                             SecondOrderWorkspace<MLP<T>>& ws, T* grad) {
   if (!grad) {  // R alone: the per-sample norm trick, its passes fused (mlp.hpp)
-    so_detail::prepare(m, ws, X.rows());
-    m.forward(theta, X, ws.base);
+    so_detail::forward(m, theta, X, ws);
     ws.r.setZero();
     m.add_regularizer(theta, X, ws.base, ws.r);
     return ws.r.template cast<double>().sum();
   }
   const auto& ls = m.layers();
   const std::size_t L = ls.size();
-  so_detail::prepare(m, ws, X.rows());
-  m.forward(theta, X, ws.base);
-  for (std::size_t l = 0; l < L; ++l) {
-    ws.s[l] = so_detail::layer_input(ws, X, l).rowwise().squaredNorm();
-    if (ls[l].bias) ws.s[l].array() += T(1);
-  }
+  so_detail::forward(m, theta, X, ws);
+  m.input_norms(X, ws.base);
+  const std::vector<Vec<T>>& s = ws.base.in_sq;
+  Vec<T>& rowsq = ws.base.rowsq;
   ws.r.setZero();
   VecMap<T>(grad, m.n_params()).setZero();
   for (std::size_t l = 0; l < L; ++l) {
@@ -306,12 +306,12 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
       so_detail::times_act_derivative(m, ws, l - 1, ws.P[l], ws.d[l - 1], nullptr);
     }
     for (std::size_t l = 0; l < L; ++l) {
-      ws.rowsq = ws.d[l].rowwise().squaredNorm();
-      ws.r.array() += ws.s[l].array() * ws.rowsq.array();
-      if (l > 0) ws.Abar[l - 1].noalias() += (T(2) * ws.rowsq).asDiagonal() * ws.base.A[l - 1];
+      rowsq = ws.d[l].rowwise().squaredNorm();
+      ws.r.array() += s[l].array() * rowsq.array();
+      if (l > 0) ws.Abar[l - 1].noalias() += (T(2) * rowsq).asDiagonal() * ws.base.A[l - 1];
     }
     for (std::size_t l = 0; l < L; ++l) {
-      ws.dbar[l].noalias() = (T(2) * ws.s[l]).asDiagonal() * ws.d[l];
+      ws.dbar[l].noalias() = (T(2) * s[l]).asDiagonal() * ws.d[l];
       if (l == 0) continue;
       so_detail::times_act_derivative(m, ws, l - 1, ws.dbar[l - 1], ws.Pbar[l], nullptr);
       if (so_detail::curved(ls[l - 1].act))
