@@ -338,7 +338,9 @@ void bind_diagonal(py::module_& m, const std::string& suffix) {
 PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
   m.doc() = "implicitreg compiled core (private; use the implicitreg package)";
   m.attr("__version__") = IMPLICITREG_VERSION;
-#if defined(__AVX2__) && defined(__FMA__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+  m.attr("isa") = "x86-64-v4";
+#elif defined(__AVX2__) && defined(__FMA__)
   m.attr("isa") = "x86-64-v3";
 #else
   m.attr("isa") = "baseline";
@@ -350,6 +352,18 @@ PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("bmi") && __builtin_cpu_supports("bmi2") &&
            __builtin_cpu_supports("avx") && __builtin_cpu_supports("popcnt");
+#else
+    return false;
+#endif
+  });
+  // Whether this CPU runs the x86-64-v4 build (x86-64-v3 and AVX-512 F, BW, CD, DQ, VL, with
+  // the OS saving the AVX-512 registers: libgcc's check includes XGETBV).
+  m.def("_cpu_has_x86_64_v4", [] {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl");
 #else
     return false;
 #endif

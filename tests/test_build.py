@@ -1,29 +1,46 @@
-"""The compiled core: both instruction-set builds load and agree to round-off."""
+"""The compiled core: every instruction-set build this CPU runs loads and agrees to round-off."""
 
 from __future__ import annotations
 
-import importlib
+import os
 
 import numpy as np
 import pytest
 
 import implicitreg as ir
+from implicitreg import _core
 
 
 def test_build_info():
     info = ir.build_info()
     assert info["version"] == ir.__version__
-    assert info["isa"] in ("baseline", "x86-64-v3")
+    assert info["isa"] in _core.LEVELS
 
 
-def test_builds_agree_to_round_off():
-    base = importlib.import_module("implicitreg._core_baseline")
+def test_auto_picks_the_highest_level_this_cpu_runs():
+    if os.environ.get("IMPLICITREG_CPU", "auto") != "auto":
+        pytest.skip("IMPLICITREG_CPU forces a level in this run")
+    available = []
+    for level in _core.LEVELS:
+        try:
+            _core.load(level)
+        except ImportError:
+            continue
+        if _core.cpu_supports(level):
+            available.append(level)
+    assert ir.build_info()["isa"] == available[-1]
+
+
+@pytest.mark.parametrize("level", ["x86-64-v3", "x86-64-v4"])
+def test_builds_agree_to_round_off(level):
     try:
-        fast = importlib.import_module("implicitreg._core_x86_64_v3")
+        fast = _core.load(level)
     except ImportError:
-        pytest.skip("no x86-64-v3 build on this platform")
-    if not base._cpu_has_x86_64_v3():
-        pytest.skip("this CPU cannot run the x86-64-v3 build")
+        pytest.skip(f"no {level} build on this platform")
+    if not _core.cpu_supports(level):
+        pytest.skip(f"this CPU cannot run the {level} build")
+    assert fast.isa == level
+    base = _core.load("baseline")
     net = ir.MLP([3, 32, 32, 2], activation="tanh")
     theta = net.init(seed=0)
     X = np.random.default_rng(0).standard_normal((17, 3))
