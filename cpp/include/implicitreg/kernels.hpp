@@ -65,25 +65,16 @@ EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
       n, [&](Index k, auto as) { return Eigen::internal::pmul(load(as, x + k), y(k, as)); });
 }
 
-// sum_{j < R} term(j), added pairwise (a fixed order).
-template <int R, class Term>
-EIGEN_ALWAYS_INLINE auto pairwise_sum(Term term, int first = 0) {
-  if constexpr (R == 1) {
-    return term(first);
-  } else {
-    return Eigen::internal::padd(pairwise_sum<R / 2>(term, first),
-                                 pairwise_sum<R - R / 2>(term, first + R / 2));
-  }
-}
-
 // One sweep over k = 0..n-1 doing two things (either may be empty):
 //   dots[j] = sum_k xd_j[k] y[k]           for the RD rows xd_j = xd + j * stride
 //   g[k] += sum_{j < RA} coef[j] xa_j[k]    for the RA rows xa_j = xa + j * stride
 // y is read once for all RD rows (one packet accumulator per row: RD >= 4 hides the adds'
-// latency) and g once for all RA rows (their products added pairwise, then into g). Doing both
-// at once pipelines a pass that needs each row twice (a residual from its dot product, then the
-// row scaled by it): the second use of one block of rows, from L1, overlaps the first reads of
-// the next block from L2. Each result is the same number whether RD or RA is zero or not.
+// latency) and g once for all RA rows (added into g in row order). Doing both at once pipelines
+// a pass that needs each row twice (a residual from its dot product, then the row scaled by it):
+// the second use of one block of rows, from L1, overlaps the first reads of the next block from
+// L2. Fused multiply-adds (pmadd; where the build has FMA, one rounding per term): the loop
+// issues one arithmetic instruction per number read, not two, and is bound by its loads. Each
+// result is the same number whether RD or RA is zero or not.
 template <int RD, int RA, class T>
 void dot_add_rows(const T* xd, const T* xa, Index stride, Index n, const T* y, T* dots,
                   const T* coef, T* g) {
@@ -97,22 +88,21 @@ void dot_add_rows(const T* xd, const T* xa, Index stride, Index n, const T* y, T
   for (; k + P <= n; k += P) {
     if constexpr (RD > 0) {
       const Packet yk = ploadu<Packet>(y + k);
-      for (int j = 0; j < RD; ++j)
-        acc[j] = padd(acc[j], pmul(ploadu<Packet>(xd + j * stride + k), yk));
+      for (int j = 0; j < RD; ++j) acc[j] = pmadd(ploadu<Packet>(xd + j * stride + k), yk, acc[j]);
     }
     if constexpr (RA > 0) {
-      const Packet sum =
-          pairwise_sum<RA>([&](int j) { return pmul(c[j], ploadu<Packet>(xa + j * stride + k)); });
-      pstoreu(g + k, padd(ploadu<Packet>(g + k), sum));
+      Packet gk = ploadu<Packet>(g + k);
+      for (int j = 0; j < RA; ++j) gk = pmadd(c[j], ploadu<Packet>(xa + j * stride + k), gk);
+      pstoreu(g + k, gk);
     }
   }
   for (int j = 0; j < RD; ++j) {
     dots[j] = predux(acc[j]);
-    for (Index q = k; q < n; ++q) dots[j] += xd[j * stride + q] * y[q];
+    for (Index q = k; q < n; ++q) dots[j] = pmadd(xd[j * stride + q], y[q], dots[j]);
   }
   if constexpr (RA > 0)
     for (; k < n; ++k)
-      g[k] += pairwise_sum<RA>([&](int j) { return coef[j] * xa[j * stride + k]; });
+      for (int j = 0; j < RA; ++j) g[k] = pmadd(coef[j], xa[j * stride + k], g[k]);
 }
 
 // C (R rows x NP packets) (+)= the same rows of A times B: one register tile of small_gemm,
@@ -151,25 +141,34 @@ EIGEN_ALWAYS_INLINE void gemm_panel(Index m, Index kk, const T* A, Index lda, co
     gemm_panel<Packet, R / 2, NP>(m - i, kk, A + i * lda, lda, B, ldb, C + i * ldc, ldc, add);
 }
 
+// Columns j.. of small_gemm in panels of one Packet (8 rows of accumulators: enough independent
+// sums to hide the adds' latency), then of its half, its quarter, ... (AVX-512 has three sizes).
+template <class Packet, class T>
+EIGEN_ALWAYS_INLINE void gemm_columns(Index& j, Index m, Index n, Index kk, const T* A, Index lda,
+                                      const T* B, Index ldb, T* C, Index ldc, bool add) {
+  using namespace Eigen::internal;
+  using Half = typename unpacket_traits<Packet>::half;
+  constexpr Index P = unpacket_traits<Packet>::size;
+  for (; j + P <= n; j += P) gemm_panel<Packet, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
+  if constexpr (unpacket_traits<Half>::size < P)
+    gemm_columns<Half>(j, m, n, kk, A, lda, B, ldb, C, ldc, add);
+}
+
 // C = A B (add: C += A B) for small row-major matrices A (m x kk), B (kk x n), C (m x n) with
 // leading dimensions lda, ldb, ldc. For products like matrix sensing's 20 x 20 ones, which
 // Eigen's blocked GEMM spends more time setting up (blocking, packing) than computing: B's rows
 // are read in place, in column panels of two packets (4 rows x 2 packets of accumulators), then
-// one packet, half a packet and single columns (8 rows: enough independent sums to hide the
-// adds' latency).
+// one packet, half a packet, ... and single columns.
 template <class T>
 void small_gemm(Index m, Index n, Index kk, const T* A, Index lda, const T* B, Index ldb, T* C,
                 Index ldc, bool add) {
   using namespace Eigen::internal;
   using Packet = typename packet_traits<T>::type;
-  using Half = typename unpacket_traits<Packet>::half;
-  constexpr Index P = unpacket_traits<Packet>::size, H = unpacket_traits<Half>::size;
+  constexpr Index P = unpacket_traits<Packet>::size;
   Index j = 0;
   for (; j + 2 * P <= n; j += 2 * P)
     gemm_panel<Packet, 4, 2>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
-  for (; j + P <= n; j += P) gemm_panel<Packet, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
-  if constexpr (H < P)
-    for (; j + H <= n; j += H) gemm_panel<Half, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
+  gemm_columns<Packet>(j, m, n, kk, A, lda, B, ldb, C, ldc, add);
   for (; j < n; ++j) gemm_panel<T, 8, 1>(m, kk, A, lda, B + j, ldb, C + j, ldc, add);
 }
 

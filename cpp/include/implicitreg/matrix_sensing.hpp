@@ -13,9 +13,9 @@
 // sample becomes its d(d+1)/2 upper-triangle entries a_kl = A_kl + A_lk (k < l), a_kk = A_kk,
 // and phi the upper triangle of U U^T. The passes over the data read half as many numbers; a
 // packed gradient g unpacks to the symmetric S + S^T (off-diagonal g_kl, diagonal 2 g_kk).
-// Packed rows are padded with zeros to a multiple of 8 numbers (phi too): in the batches a
-// simulation allocates (aligned by Eigen), every row then starts on a packet boundary, so the
-// passes' packet loads never straddle a cache line.
+// Packed rows are padded with zeros to a multiple of 8 numbers and of the packet size (phi too):
+// in the batches a simulation allocates (aligned by Eigen), every row then starts on a packet
+// boundary, so the passes' packet loads never straddle a cache line, and no row has a scalar tail.
 #pragma once
 
 #include <algorithm>
@@ -36,7 +36,11 @@ class MatrixSensing : public QuadraticModel<MatrixSensing<T>, T> {
   Index k() const { return k_; }
   bool asymmetric() const { return asym_; }
   Index n_params() const { return (asym_ ? 2 : 1) * d_ * k_; }
-  Index n_in() const { return packed_ ? (n_upper() + 7) / 8 * 8 : d_ * d_; }
+  Index n_in() const {
+    // At least 8 numbers (64 bytes for double), and whole packets (AVX-512: 16 floats).
+    constexpr Index pad = std::max<Index>(8, Eigen::internal::packet_traits<T>::size);
+    return packed_ ? (n_upper() + pad - 1) / pad * pad : d_ * d_;
+  }
 
   // The same model on packed samples (see above); asymmetric models have no packed form.
   MatrixSensing packed() const {
