@@ -144,9 +144,13 @@ def merge_gemm(runs: list[list]) -> list[dict]:
     return list(merged.values())
 
 
-def peak(gemm: list, dtype: str) -> float | None:
-    """The machine's GEMM rate for ``dtype``: the best over libraries, shapes and runs."""
-    rates = [g["gflops"] for g in gemm if g["dtype"] == dtype]
+#: The libraries whose GEMM rate is the machine's peak (implicitreg's own, Eigen's, is shown too).
+PEAK_LIBS = ("numpy", "torch")
+
+
+def peak(gemm: list, dtype: str, libs: tuple = PEAK_LIBS) -> float | None:
+    """The machine's GEMM rate for ``dtype``: the best over ``libs``, shapes and runs."""
+    rates = [g["gflops"] for g in gemm if g["dtype"] == dtype and g["lib"] in libs]
     return max(rates) if rates else None
 
 
@@ -332,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nµs per step (W4: per evaluation), median of repeats; {args.threads} thread(s); "
         "(r×) = peer time / implicitreg time; (!) = loss did not go down; "
-        "ir % GEMM peak = implicitreg's FLOP rate / the best GEMM rate below\n"
+        "ir % GEMM peak = implicitreg's FLOP rate / the best numpy or torch GEMM rate below\n"
     )
     print(table(rows, present, gemm))
     if any(r["workload"] in ("W4-R", "W4-RgR", "W5") for r in rows):

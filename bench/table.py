@@ -109,6 +109,10 @@ def run_line(data: dict) -> str:
     peaks = data.get("gemm_peak_gflops") or {}
     rates = " / ".join(_gflops(peaks.get(d) or run.peak(data.get("gemm", []), d)) for d in dtypes)
     parts = [f"GEMM peak {rates} GFLOP/s ({' / '.join(dtypes)}, best of numpy and torch)"]
+    gemm = data.get("gemm", [])
+    if any(g["lib"] == "implicitreg" for g in gemm):
+        own = " / ".join(_gflops(run.peak(gemm, d, ("implicitreg",))) for d in dtypes)
+        parts.append(f"implicitreg's own GEMM (Eigen) at best {own}")
     cpu = meta.get("cpu", {})
     machine = cpu.get("model name", "unknown CPU")
     if cpu.get("cpus"):

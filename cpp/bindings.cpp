@@ -7,6 +7,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <chrono>
 #include <implicitreg/diagonal_linear.hpp>
 #include <implicitreg/matrix_sensing.hpp>
 #include <implicitreg/mlp.hpp>
@@ -14,6 +16,7 @@
 #include <implicitreg/rng.hpp>
 #include <implicitreg/second_order.hpp>
 #include <implicitreg/simulation.hpp>
+#include <limits>
 #include <string>
 #include <utility>
 #include <vector>
@@ -333,6 +336,28 @@ void bind_diagonal(py::module_& m, const std::string& suffix) {
   bind_model_methods<Model>(cls, m, "SimulationDiagonalLinear" + suffix);
 }
 
+// Seconds per C = A B (row-major, Eigen's GEMM as the models call it), the best of `repeats`
+// timings of `calls` products: the bench's rate of this build's own GEMM engine.
+template <class T>
+void bind_gemm_timer(py::module_& m, const std::string& suffix) {
+  m.def(("_gemm_seconds" + suffix).c_str(),
+        [](const Eigen::Ref<const RowMat<T>>& A, const Eigen::Ref<const RowMat<T>>& B, int calls,
+           int repeats) {
+          if (A.cols() != B.rows()) throw std::invalid_argument("A and B do not multiply");
+          RowMat<T> C(A.rows(), B.cols());
+          double best = std::numeric_limits<double>::infinity();
+          for (int r = 0; r < repeats; ++r) {
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int c = 0; c < calls; ++c) C.noalias() = A * B;
+            const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+            best = std::min(best, dt.count() / calls);
+          }
+          return best;
+        },
+        py::arg("A").noconvert(), py::arg("B").noconvert(), py::arg("calls"), py::arg("repeats"),
+        py::call_guard<py::gil_scoped_release>());
+}
+
 }  // namespace
 
 PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
@@ -384,6 +409,8 @@ PYBIND11_MODULE(IMPLICITREG_MODULE, m, py::mod_gil_not_used()) {
   bind_matrix_sensing<float>(m, "_f32");
   bind_diagonal<double>(m, "_f64");
   bind_diagonal<float>(m, "_f32");
+  bind_gemm_timer<double>(m, "_f64");
+  bind_gemm_timer<float>(m, "_f32");
 
   // Known-answer hooks for the generator (tests only).
   m.def("_philox", [](std::array<std::uint64_t, 4> ctr, std::array<std::uint64_t, 2> key) {
