@@ -7,42 +7,58 @@
 namespace implicitreg {
 
 // A packet type, or the scalar T itself, as an argument: kernels written once on Eigen's packet
-// functions (which take scalars too) run their main loop on packets and their tail on scalars.
-// (As<T, true>: a packet of T; As<T, false>: one T.)
-template <class T, bool Packet>
+// functions (which take scalars too) run their main loop on packets and their tail on smaller
+// ones. (As<T>: a full packet of T; As<T, T>: one T; As<T, Half>: a half packet, ...)
+template <class T, class Packet = typename Eigen::internal::packet_traits<T>::type>
 struct As {
-  using type = T;
-};
-template <class T>
-struct As<T, true> {
-  using type = typename Eigen::internal::packet_traits<T>::type;
+  using type = Packet;
 };
 
-// f(k, As<T, true>{}) at k = 0, P, 2P, ... while a whole packet fits, then f(k, As<T, false>{}) for
-// the rest: an elementwise kernel written once.
-template <class T, class F>
+// Tails: the numbers k.. (fewer than a packet) as one half packet, one quarter packet, ... while
+// smaller packets exist (AVX-512 has three sizes), f(k, As<T, Smaller>{}) for each; k advances.
+template <class T, class Packet, class F>
+EIGEN_ALWAYS_INLINE void smaller_packets(Index& k, Index n, F f) {
+  using namespace Eigen::internal;
+  using Half = typename unpacket_traits<Packet>::half;
+  constexpr Index H = unpacket_traits<Half>::size;
+  if constexpr (H < unpacket_traits<Packet>::size) {
+    if (k + H <= n) {
+      f(k, As<T, Half>{});
+      k += H;
+    }
+    smaller_packets<T, Half>(k, n, f);
+  }
+}
+
+// f(k, As<T>{}) at k = 0, P, 2P, ... while a whole packet fits, then (Halves: on smaller packets,
+// then) f(k, As<T, T>{}) for the rest: an elementwise kernel written once. Halves needs a kernel
+// written on the functions every packet size has (arithmetic, compares, loads and stores).
+template <class T, bool Halves = false, class F>
 EIGEN_ALWAYS_INLINE void for_each_packet(Index n, F f) {
+  using Packet = typename Eigen::internal::packet_traits<T>::type;
   constexpr Index P = Eigen::internal::packet_traits<T>::size;
   Index k = 0;
-  for (; k + P <= n; k += P) f(k, As<T, true>{});
-  for (; k < n; ++k) f(k, As<T, false>{});
+  for (; k + P <= n; k += P) f(k, As<T>{});
+  if constexpr (Halves) smaller_packets<T, Packet>(k, n, f);
+  for (; k < n; ++k) f(k, As<T, T>{});
 }
 
 // A packet (or one T) from p, for kernels written on As.
-template <class T, bool Packet>
-auto load(As<T, Packet> as, const T* p) {
-  return Eigen::internal::ploadu<typename decltype(as)::type>(p);
+template <class T, class Packet>
+auto load(As<T, Packet>, const T* p) {
+  return Eigen::internal::ploadu<Packet>(p);
 }
 
-// sum_k term(k), with term(k, As<T, true>{}) the terms at k..k+P-1 as a packet (or one T at the
-// tail) computed on the fly. Four packet accumulators (independent chains: one chain is bound by
-// the add latency), reduced pairwise; a fixed order for each n.
-template <class T, class Term>
+// sum_k term(k), with term(k, As<T>{}) the terms at k..k+P-1 as a packet (or a smaller packet or
+// one T at the tail, as for_each_packet) computed on the fly. Four packet accumulators
+// (independent chains: one chain is bound by the add latency), reduced pairwise, then the tail's
+// terms one after the other; a fixed order for each n.
+template <class T, bool Halves = false, class Term>
 EIGEN_ALWAYS_INLINE T sum_with(Index n, Term term) {
   using namespace Eigen::internal;
   using Packet = typename packet_traits<T>::type;
   constexpr Index P = packet_traits<T>::size;
-  const As<T, true> packet;
+  const As<T> packet;
   Packet a0 = pset1<Packet>(T(0)), a1 = a0, a2 = a0, a3 = a0;
   Index k = 0;
   for (; k + 4 * P <= n; k += 4 * P) {
@@ -53,15 +69,18 @@ EIGEN_ALWAYS_INLINE T sum_with(Index n, Term term) {
   }
   for (; k + P <= n; k += P) a0 = padd(a0, term(k, packet));
   T acc = predux(padd(padd(a0, a1), padd(a2, a3)));
-  for (; k < n; ++k) acc += term(k, As<T, false>{});
+  if constexpr (Halves)
+    smaller_packets<T, Packet>(k, n, [&](Index q, auto as) { acc += predux(term(q, as)); });
+  for (; k < n; ++k) acc += term(k, As<T, T>{});
   return acc;
 }
 
-// sum_k x[k] y_k, with y_k = y(k, As<T, true>{}) the value at k as a packet (or one T at the
-// tail) computed on the fly; dot_with(x, n, loads of y) is dot(x, y, n) bit for bit.
+// sum_k x[k] y_k, with y_k = y(k, As<T>{}) the value at k as a packet (or a smaller packet or
+// one T at the tail: y must be written on the functions every packet size has) computed on the
+// fly; dot_with(x, n, loads of y) is dot(x, y, n) bit for bit.
 template <class T, class Y>
 EIGEN_ALWAYS_INLINE T dot_with(const T* x, Index n, Y y) {
-  return sum_with<T>(
+  return sum_with<T, true>(
       n, [&](Index k, auto as) { return Eigen::internal::pmul(load(as, x + k), y(k, as)); });
 }
 

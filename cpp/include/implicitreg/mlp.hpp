@@ -344,7 +344,7 @@ class MLP {
     }
     const T d = two_c * (f - y);
     const T *a = ws.A[0].data(), *act_d = ws.D.data();
-    for_each_packet<T>(m, [=](Index k, auto as) {
+    for_each_packet<T, true>(m, [=](Index k, auto as) {
       using P = typename decltype(as)::type;
       const P vk = load(as, v + k), ak = load(as, a + k), dv = pmul(pset1<P>(d), vk);
       P delta = dv;
