@@ -96,6 +96,13 @@ class BatchSampler {
     if (d_.sampling == Sampling::replacement) ahead_.fill(key, replica, from, to);
   }
 
+  // The one index of `step` (replacement sampling, batch size 1, a step of the range last
+  // prepared): draw()'s index, from the block computed ahead.
+  Index draw_one(std::int64_t step) const {
+    return static_cast<Index>(
+        Stream::below(ahead_.first_word(step), static_cast<std::uint64_t>(n_)));
+  }
+
   void draw(const Key& key, std::uint64_t replica, std::int64_t step, std::vector<Index>& idx) {
     const Index B = batch_size();
     idx.resize(B);

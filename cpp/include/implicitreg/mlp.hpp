@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "activation.hpp"
@@ -36,6 +37,7 @@ class MLP {
     RowMat<T> D;                         // scratch for act'(Z)
     std::vector<Vec<T>> in_sq;           // regularizer: ||a_{l-1,i}||^2 + 1[bias_l] per layer
     Vec<T> rowsq;                        // regularizer: ||Delta_{l,i}||^2
+    Vec<T> hidden;                       // one-sample relu step: relu(z) of the hidden layer
   };
 
   MLP(const std::vector<Index>& sizes, const std::vector<Activation>& acts,
@@ -311,49 +313,71 @@ class MLP {
   // before v is updated). Relu units and f come from one pass that stores only relu(z).
   void scalar_two_layer_step(T* theta, const MatRef<T>& X, T y, T two_c, Workspace& ws,
                              T lr) const {
+    const bool relu = layers_[0].act == Activation::relu, bias = layers_[0].bias;
+    const bool scaled = !relu && layers_[0].act != Activation::identity;  // needs act'(z_j)
+    // The kind of unit and the bias fixed at compile time: no test inside the loops.
+    const auto step = [&](auto relu_c, auto scaled_c, auto bias_c) {
+      scalar_two_layer_step<decltype(relu_c)::value, decltype(scaled_c)::value,
+                            decltype(bias_c)::value>(theta, X, y, two_c, ws, lr);
+    };
+    const std::true_type yes{};
+    const std::false_type no{};
+    if (relu)
+      bias ? step(yes, no, yes) : step(yes, no, no);
+    else if (scaled)
+      bias ? step(no, yes, yes) : step(no, yes, no);
+    else
+      bias ? step(no, no, yes) : step(no, no, no);
+  }
+
+  template <bool Relu, bool Scaled, bool Bias>
+  void scalar_two_layer_step(T* theta, const MatRef<T>& X, T y, T two_c, Workspace& ws,
+                             T lr) const {
     using namespace Eigen::internal;
     const Layer &hidden = layers_[0], &out = layers_[1];
     const Index m = hidden.out;
     const T x = X(0, 0);
     T *w = theta + hidden.w_offset, *v = theta + out.w_offset;
-    T* b = hidden.bias ? theta + hidden.b_offset : nullptr;
-    const bool relu = hidden.act == Activation::relu;
-    const bool scaled = !relu && hidden.act != Activation::identity;  // delta_j needs act'(z_j)
+    T* b = Bias ? theta + hidden.b_offset : nullptr;
     T f;
-    if (relu) {
-      prepare(ws, 1);
-      T* a = ws.A[0].data();
+    const T* a;
+    const T* act_d = nullptr;
+    if constexpr (Relu) {
+      if (ws.hidden.size() != m) ws.hidden.resize(m);
+      T* relu_out = ws.hidden.data();
       // Lambdas capture by value: a reference to a local could alias the stores, and the loop
       // would reload it after each one. z_j and relu(z_j) as thin_forward_row computes them.
       f = dot_with(v, m, [=](Index k, auto as) {
         using P = typename decltype(as)::type;
         const P wx = pmul(load(as, w + k), pset1<P>(x));
-        const P z = b ? padd(wx, load(as, b + k)) : wx;
+        const P z = Bias ? padd(wx, load(as, b + k)) : wx;
         const P relu_z = pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
-        pstoreu(a + k, relu_z);
+        pstoreu(relu_out + k, relu_z);
         return relu_z;
       });
       if (out.bias) f += theta[out.b_offset];
+      a = relu_out;
     } else {
       forward(theta, X, ws);
       f = ws.A[1](0, 0);
-      if (scaled) {
+      a = ws.A[0].data();
+      if constexpr (Scaled) {
         ws.D.resize(1, m);
         activation_derivative<T>(hidden.act, ws.Z[0], ws.A[0], ws.D);
+        act_d = ws.D.data();
       }
     }
     const T d = two_c * (f - y);
-    const T *a = ws.A[0].data(), *act_d = ws.D.data();
     for_each_packet<T, true>(m, [=](Index k, auto as) {
       using P = typename decltype(as)::type;
       const P vk = load(as, v + k), ak = load(as, a + k), dv = pmul(pset1<P>(d), vk);
       P delta = dv;
-      if (relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
-      if (scaled) delta = pmul(dv, load(as, act_d + k));
+      if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
+      if constexpr (Scaled) delta = pmul(dv, load(as, act_d + k));
       const P rate = pset1<P>(lr);
       pstoreu(v + k, psub(vk, pmul(rate, pmul(pset1<P>(d), ak))));
       pstoreu(w + k, psub(load(as, w + k), pmul(rate, pmul(delta, pset1<P>(x)))));
-      if (b) pstoreu(b + k, psub(load(as, b + k), pmul(rate, delta)));
+      if constexpr (Bias) pstoreu(b + k, psub(load(as, b + k), pmul(rate, delta)));
     });
     if (out.bias) theta[out.b_offset] -= lr * d;
   }

@@ -79,7 +79,10 @@ class Stream {
   double uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
   // Uniform integer in [0, n): Lemire's multiply-shift; the bias is below n / 2^64.
-  u64 below(u64 n) { return static_cast<u64>((static_cast<__uint128_t>(next_u64()) * n) >> 64); }
+  u64 below(u64 n) { return below(next_u64(), n); }
+  static u64 below(u64 word, u64 n) {
+    return static_cast<u64>((static_cast<__uint128_t>(word) * n) >> 64);
+  }
 
   // Standard normal by the 256-layer ziggurat (Marsaglia & Tsang 2000), in the variant of
   // numpy's Generator.standard_normal: one 64-bit draw gives the layer (8 bits), the sign (1)
@@ -252,6 +255,12 @@ class StepStreams {
     first_.resize(static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0)));
     for (std::size_t i = 0; i < first_.size(); ++i)
       first_[i] = Philox4x64::generate(Stream::counter(replica, from + i, purpose_, 0), k0_, k1_);
+  }
+
+  // The first word of the stream of `step`, a step of the range last filled (for `key` and
+  // `replica`): the first draw of at(key, replica, step), read directly.
+  u64 first_word(std::int64_t step) const {
+    return first_[static_cast<std::size_t>(step - from_)].v[0];
   }
 
   Stream at(const Key& key, u64 replica, std::int64_t step) const {

@@ -101,6 +101,10 @@ class Simulation {
     fused_ = has_sgd_step<Model>::value && dyn_.egr_mu == 0.0 && dyn_.reg_lambda == 0.0 &&
              dyn_.weight_decay == 0.0 && dyn_.momentum == 0.0;
     two_c_ = static_cast<T>(2 * dyn_.loss.scale(BatchSampler(dyn_, X_.rows()).batch_size()));
+    one_sample_ =
+        fused_ && dyn_.sampling == Sampling::replacement && dyn_.batch_size == 1 &&
+        model_.n_out() == 1 && dyn_.param_noise == ParamNoise::none &&
+        (dyn_.label_noise == LabelNoise::none || dyn_.label_noise == LabelNoise::gaussian);
     theta_ = theta0;
     diverged_at_.assign(theta0.rows(), -1);
     const Index R = theta0.rows(), p = model_.n_params();
@@ -193,7 +197,10 @@ class Simulation {
         w.saved_theta = w.theta;
         if (dyn_.momentum != 0.0) w.saved_velocity = w.velocity;
       }
-      for (std::int64_t t = s; t < stop; ++t) advance(w, r, t, schedule.at(t), sampler);
+      if (one_sample_)
+        one_sample_steps(w, r, s, stop, schedule, sampler);
+      else
+        for (std::int64_t t = s; t < stop; ++t) advance(w, r, t, schedule.at(t), sampler);
       if (!all_finite(w.theta.data(), p)) {
         diverged_at_[r] = stop;
         if (stop > s + 1) {
@@ -271,6 +278,32 @@ class Simulation {
     }
     if (!fused_) update(w, lr);
     if (dyn_.param_noise != ParamNoise::none) add_param_noise(w, lr, r, s);
+  }
+
+  // Steps [from, to) of replica r when each is plain SGD on one sample (one_sample_): advance's
+  // arithmetic, with the sample index and the label noise read straight from the first words of
+  // the blocks computed ahead (the numbers advance's streams give; a ziggurat draw outside its
+  // layer's core, 1%, takes the stream). No copy of the sample or its label per step.
+  void one_sample_steps(ReplicaWork& w, Index r, std::int64_t from, std::int64_t to,
+                        Schedule& schedule, const BatchSampler& sampler) {
+    if constexpr (has_sgd_step<Model>::value) {
+      const bool noisy = dyn_.label_noise == LabelNoise::gaussian;
+      for (std::int64_t t = from; t < to; ++t) {
+        const Index i = sampler.draw_one(t);
+        T y = Y_(i, 0);
+        if (noisy) {
+          const ZigguratDraw d(w.label_noise.first_word(t));
+          double eps = d.x;
+          if (!d.in_core) {
+            Stream noise = w.label_noise.at(key_, r, t);
+            noise.normals(1, [&](std::size_t, double z) { eps = z; });
+          }
+          y += static_cast<T>(dyn_.sigma * eps);  // as add_label_noise
+        }
+        model_.sgd_step(w.theta.data(), MatRef<T>(X_.row(i)), MatRef<T>(ConstMatMap<T>(&y, 1, 1)),
+                        two_c_, w.step_ws, static_cast<T>(schedule.at(t)));
+      }
+    }
   }
 
   void update(ReplicaWork& w, double lr) {
@@ -367,8 +400,9 @@ class Simulation {
   Key key_;
   RowMat<T> probes_;
   Vec<T> reference_;
-  bool fused_;  // plain SGD on a model with sgd_step
-  T two_c_;     // dL/dF = two_c (F - Y) for one batch
+  bool fused_;       // plain SGD on a model with sgd_step
+  bool one_sample_;  // and one sample per step, its label plain or with Gaussian noise
+  T two_c_;          // dL/dF = two_c (F - Y) for one batch
   std::vector<ReplicaWork> work_;
 };
 
