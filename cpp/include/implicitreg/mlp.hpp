@@ -37,7 +37,7 @@ class MLP {
     RowMat<T> D;                         // scratch for act'(Z)
     std::vector<Vec<T>> in_sq;           // regularizer: ||a_{l-1,i}||^2 + 1[bias_l] per layer
     Vec<T> rowsq;                        // regularizer: ||Delta_{l,i}||^2
-    Vec<T> hidden;                       // one-sample relu step: relu(z) of the hidden layer
+    Vec<T> hidden, seed;  // 1-m-1 relu step: relu(z) of the hidden layer (rows x m); d(.)/df
   };
 
   MLP(const std::vector<Index>& sizes, const std::vector<Activation>& acts,
@@ -145,8 +145,8 @@ class MLP {
   // Leaves the workspace's Delta unspecified.
   void sgd_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c, Workspace& ws,
                 T lr) const {
-    if (X.rows() == 1 && scalar_two_layer()) {
-      scalar_two_layer_step(theta, X, Y(0, 0), two_c, ws, lr);
+    if (scalar_two_layer()) {
+      scalar_two_layer_step(theta, X, Y, two_c, ws, lr);
       return;
     }
     forward(theta, X, ws);
@@ -307,18 +307,20 @@ class MLP {
            layers_[1].act == Activation::identity;
   }
 
-  // sgd_step for one sample of a scalar_two_layer() net: f, then one pass that propagates
-  // d = two_c (f - y) to the hidden units (delta_j = d v_j act'(z_j)) and updates v, w and b
-  // together, with the operations of the layer-by-layer path element by element (delta from v
-  // before v is updated). Relu units and f come from one pass that stores only relu(z).
-  void scalar_two_layer_step(T* theta, const MatRef<T>& X, T y, T two_c, Workspace& ws,
-                             T lr) const {
+  // sgd_step for a scalar_two_layer() net on B samples: f and d_i = two_c (f_i - y_i), then one
+  // pass over the hidden units that propagates d to them (delta_ik = d_i v_k act'(z_ik)), sums
+  // the parameters' gradients over the samples in order and updates v, w and b together (delta
+  // from v before v is updated). Relu units and f come from one pass per sample that stores only
+  // relu(z). One sample: element by element the arithmetic of the layer-by-layer path; more:
+  // the same up to the order of the sums over samples (round-off).
+  void scalar_two_layer_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c,
+                             Workspace& ws, T lr) const {
     const bool relu = layers_[0].act == Activation::relu, bias = layers_[0].bias;
     const bool scaled = !relu && layers_[0].act != Activation::identity;  // needs act'(z_j)
     // The kind of unit and the bias fixed at compile time: no test inside the loops.
     const auto step = [&](auto relu_c, auto scaled_c, auto bias_c) {
       scalar_two_layer_step<decltype(relu_c)::value, decltype(scaled_c)::value,
-                            decltype(bias_c)::value>(theta, X, y, two_c, ws, lr);
+                            decltype(bias_c)::value>(theta, X, Y, two_c, ws, lr);
     };
     const std::true_type yes{};
     const std::false_type no{};
@@ -331,55 +333,78 @@ class MLP {
   }
 
   template <bool Relu, bool Scaled, bool Bias>
-  void scalar_two_layer_step(T* theta, const MatRef<T>& X, T y, T two_c, Workspace& ws,
-                             T lr) const {
+  void scalar_two_layer_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c,
+                             Workspace& ws, T lr) const {
     using namespace Eigen::internal;
     const Layer &hidden = layers_[0], &out = layers_[1];
-    const Index m = hidden.out;
-    const T x = X(0, 0);
+    const Index m = hidden.out, B = X.rows(), xs = X.outerStride();
+    const T* x = X.data();  // x_i = x[i * xs]
     T *w = theta + hidden.w_offset, *v = theta + out.w_offset;
     T* b = Bias ? theta + hidden.b_offset : nullptr;
-    T f;
-    const T* a;
+    if (ws.seed.size() != B) ws.seed.resize(B);
+    T* d = ws.seed.data();
+    const T* a;  // a_ik = a[i * m + k]
     const T* act_d = nullptr;
     if constexpr (Relu) {
-      if (ws.hidden.size() != m) ws.hidden.resize(m);
-      T* relu_out = ws.hidden.data();
-      // Lambdas capture by value: a reference to a local could alias the stores, and the loop
-      // would reload it after each one. z_j and relu(z_j) as thin_forward_row computes them.
-      f = dot_with(v, m, [=](Index k, auto as) {
-        using P = typename decltype(as)::type;
-        const P wx = pmul(load(as, w + k), pset1<P>(x));
-        const P z = Bias ? padd(wx, load(as, b + k)) : wx;
-        const P relu_z = pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
-        pstoreu(relu_out + k, relu_z);
-        return relu_z;
-      });
-      if (out.bias) f += theta[out.b_offset];
-      a = relu_out;
+      if (ws.hidden.size() != B * m) ws.hidden.resize(B * m);
+      for (Index i = 0; i < B; ++i) {
+        T* relu_out = ws.hidden.data() + i * m;
+        const T xi = x[i * xs];
+        // Lambdas capture by value: a reference to a local could alias the stores, and the loop
+        // would reload it after each one. z_j and relu(z_j) as thin_forward_row computes them.
+        T f = dot_with(v, m, [=](Index k, auto as) {
+          using P = typename decltype(as)::type;
+          const P wx = pmul(load(as, w + k), pset1<P>(xi));
+          const P z = Bias ? padd(wx, load(as, b + k)) : wx;
+          const P relu_z = pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
+          pstoreu(relu_out + k, relu_z);
+          return relu_z;
+        });
+        if (out.bias) f += theta[out.b_offset];
+        d[i] = two_c * (f - Y(i, 0));
+      }
+      a = ws.hidden.data();
     } else {
       forward(theta, X, ws);
-      f = ws.A[1](0, 0);
+      for (Index i = 0; i < B; ++i) d[i] = two_c * (ws.A[1](i, 0) - Y(i, 0));
       a = ws.A[0].data();
       if constexpr (Scaled) {
-        ws.D.resize(1, m);
+        ws.D.resize(B, m);
         activation_derivative<T>(hidden.act, ws.Z[0], ws.A[0], ws.D);
         act_d = ws.D.data();
       }
     }
-    const T d = two_c * (f - y);
     for_each_packet<T, true>(m, [=](Index k, auto as) {
       using P = typename decltype(as)::type;
-      const P vk = load(as, v + k), ak = load(as, a + k), dv = pmul(pset1<P>(d), vk);
-      P delta = dv;
-      if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
-      if constexpr (Scaled) delta = pmul(dv, load(as, act_d + k));
+      const P vk = load(as, v + k);
+      // Sample i's terms: d_i a_ik (for v), delta_ik x_i (for w) and delta_ik (for b).
+      const auto terms = [&](Index i, P& tv, P& tw, P& delta) {
+        const P ak = load(as, a + i * m + k), di = pset1<P>(d[i]), dv = pmul(di, vk);
+        delta = dv;
+        if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
+        if constexpr (Scaled) delta = pmul(dv, load(as, act_d + i * m + k));
+        tv = pmul(di, ak);
+        tw = pmul(delta, pset1<P>(x[i * xs]));
+      };
+      P gv, gw, gb;
+      terms(0, gv, gw, gb);
+      for (Index i = 1; i < B; ++i) {
+        P tv, tw, delta;
+        terms(i, tv, tw, delta);
+        gv = padd(gv, tv);
+        gw = padd(gw, tw);
+        gb = padd(gb, delta);
+      }
       const P rate = pset1<P>(lr);
-      pstoreu(v + k, psub(vk, pmul(rate, pmul(pset1<P>(d), ak))));
-      pstoreu(w + k, psub(load(as, w + k), pmul(rate, pmul(delta, pset1<P>(x)))));
-      if constexpr (Bias) pstoreu(b + k, psub(load(as, b + k), pmul(rate, delta)));
+      pstoreu(v + k, psub(vk, pmul(rate, gv)));
+      pstoreu(w + k, psub(load(as, w + k), pmul(rate, gw)));
+      if constexpr (Bias) pstoreu(b + k, psub(load(as, b + k), pmul(rate, gb)));
     });
-    if (out.bias) theta[out.b_offset] -= lr * d;
+    if (out.bias) {
+      T gc = d[0];
+      for (Index i = 1; i < B; ++i) gc += d[i];
+      theta[out.b_offset] -= lr * gc;
+    }
   }
 
   // Where backward_into puts d(.)/d theta of a block of parameters (a layer's W or b): written
@@ -414,7 +439,15 @@ class MLP {
     }
     template <class E>
     void gemm(Index off, Index rows, Index cols, const E& e) const {
-      MatMap<T>(theta + off, rows, cols).noalias() -= lr * e;  // GEMM with alpha = -lr
+      // theta -= lr * (lhs rhs) as one GEMM (or GEMV) with alpha = -lr, called directly: written
+      // as an expression, lr * (Delta^T x) for a one-input layer is a GEMV whose scaled operand
+      // Eigen copies into a temporary, one allocation per step.
+      MatMap<T> dst(theta + off, rows, cols);
+      Eigen::internal::generic_product_impl<typename E::LhsNestedCleaned,
+                                            typename E::RhsNestedCleaned>::scaleAndAddTo(dst,
+                                                                                         e.lhs(),
+                                                                                         e.rhs(),
+                                                                                         -lr);
     }
     template <class E>
     void vec(Index off, Index n, const E& e) const {
