@@ -318,9 +318,14 @@ class MLP {
     const bool relu = layers_[0].act == Activation::relu, bias = layers_[0].bias;
     const bool scaled = !relu && layers_[0].act != Activation::identity;  // needs act'(z_j)
     // The kind of unit and the bias fixed at compile time: no test inside the loops.
+    // One sample compiled apart: its loops over the samples vanish and d stays in a register.
     const auto step = [&](auto relu_c, auto scaled_c, auto bias_c) {
-      scalar_two_layer_step<decltype(relu_c)::value, decltype(scaled_c)::value,
-                            decltype(bias_c)::value>(theta, X, Y, two_c, ws, lr);
+      constexpr bool R = decltype(relu_c)::value, S = decltype(scaled_c)::value,
+                     B = decltype(bias_c)::value;
+      if (X.rows() == 1)
+        scalar_two_layer_step<R, S, B, true>(theta, X, Y, two_c, ws, lr);
+      else
+        scalar_two_layer_step<R, S, B, false>(theta, X, Y, two_c, ws, lr);
     };
     const std::true_type yes{};
     const std::false_type no{};
@@ -332,17 +337,18 @@ class MLP {
       bias ? step(no, no, yes) : step(no, no, no);
   }
 
-  template <bool Relu, bool Scaled, bool Bias>
+  template <bool Relu, bool Scaled, bool Bias, bool One>
   void scalar_two_layer_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c,
                              Workspace& ws, T lr) const {
     using namespace Eigen::internal;
     const Layer &hidden = layers_[0], &out = layers_[1];
-    const Index m = hidden.out, B = X.rows(), xs = X.outerStride();
+    const Index m = hidden.out, B = One ? 1 : X.rows(), xs = X.outerStride();
     const T* x = X.data();  // x_i = x[i * xs]
     T *w = theta + hidden.w_offset, *v = theta + out.w_offset;
     T* b = Bias ? theta + hidden.b_offset : nullptr;
-    if (ws.seed.size() != B) ws.seed.resize(B);
-    T* d = ws.seed.data();
+    T d_one;
+    if (!One && ws.seed.size() != B) ws.seed.resize(B);
+    T* d = One ? &d_one : ws.seed.data();
     const T* a;  // a_ik = a[i * m + k]
     const T* act_d = nullptr;
     if constexpr (Relu) {
@@ -374,17 +380,18 @@ class MLP {
         act_d = ws.D.data();
       }
     }
+    const T d0 = d[0], x0 = x[0];  // one sample: values, not loads the stores might alias
     for_each_packet<T, true>(m, [=](Index k, auto as) {
       using P = typename decltype(as)::type;
       const P vk = load(as, v + k);
       // Sample i's terms: d_i a_ik (for v), delta_ik x_i (for w) and delta_ik (for b).
       const auto terms = [&](Index i, P& tv, P& tw, P& delta) {
-        const P ak = load(as, a + i * m + k), di = pset1<P>(d[i]), dv = pmul(di, vk);
+        const P ak = load(as, a + i * m + k), di = pset1<P>(One ? d0 : d[i]), dv = pmul(di, vk);
         delta = dv;
         if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
         if constexpr (Scaled) delta = pmul(dv, load(as, act_d + i * m + k));
         tv = pmul(di, ak);
-        tw = pmul(delta, pset1<P>(x[i * xs]));
+        tw = pmul(delta, pset1<P>(One ? x0 : x[i * xs]));
       };
       P gv, gw, gb;
       terms(0, gv, gw, gb);
