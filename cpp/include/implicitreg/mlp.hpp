@@ -154,6 +154,31 @@ class MLP {
     backward_into(theta, X, ws, StepSink{theta, lr});
   }
 
+  // One sample of a run of one-sample steps (sgd_steps): its input row, label, learning rate.
+  struct OneSample {
+    const T* x;
+    T y, lr;
+  };
+
+  // n one-sample SGD steps, step j on sample(j) (called once per step, in order): the
+  // numbers of n sgd_step calls, bit for bit. A 1-m-1 relu net takes them fused (relu_steps).
+  template <class Sample>
+  void sgd_steps(T* theta, std::int64_t n, Sample sample, T two_c, Workspace& ws) const {
+    if (n <= 0) return;
+    if (scalar_two_layer() && layers_[0].act == Activation::relu) {
+      if (layers_[0].bias)
+        relu_steps<true>(theta, n, sample, two_c, ws);
+      else
+        relu_steps<false>(theta, n, sample, two_c, ws);
+      return;
+    }
+    for (std::int64_t j = 0; j < n; ++j) {
+      const OneSample s = sample(j);
+      sgd_step(theta, MatRef<T>(ConstMatMap<T>(s.x, 1, n_in())),
+               MatRef<T>(ConstMatMap<T>(&s.y, 1, 1)), two_c, ws, s.lr);
+    }
+  }
+
   // ws.in_sq[l](i) = ||a_{l-1,i}||^2 + 1[bias_l] (a_{-1} = x): the norm trick's input factor,
   // the same for every output. Requires forward().
   void input_norms(const MatRef<T>& X, Workspace& ws) const {
@@ -359,10 +384,7 @@ class MLP {
         // Lambdas capture by value: a reference to a local could alias the stores, and the loop
         // would reload it after each one. z_j and relu(z_j) as thin_forward_row computes them.
         T f = dot_with(v, m, [=](Index k, auto as) {
-          using P = typename decltype(as)::type;
-          const P wx = pmul(load(as, w + k), pset1<P>(xi));
-          const P z = Bias ? padd(wx, load(as, b + k)) : wx;
-          const P relu_z = pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
+          const auto relu_z = relu_unit<Bias>(as, load(as, w + k), b, k, xi);
           pstoreu(relu_out + k, relu_z);
           return relu_z;
         });
@@ -380,37 +402,127 @@ class MLP {
         act_d = ws.D.data();
       }
     }
-    const T d0 = d[0], x0 = x[0];  // one sample: values, not loads the stores might alias
+    const HiddenUpdate u{v, w, b, a, act_d, d, x, m, B, xs, d[0], x[0], lr};
     for_each_packet<T, true>(m, [=](Index k, auto as) {
-      using P = typename decltype(as)::type;
-      const P vk = load(as, v + k);
-      // Sample i's terms: d_i a_ik (for v), delta_ik x_i (for w) and delta_ik (for b).
-      const auto terms = [&](Index i, P& tv, P& tw, P& delta) {
-        const P ak = load(as, a + i * m + k), di = pset1<P>(One ? d0 : d[i]), dv = pmul(di, vk);
-        delta = dv;
-        if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
-        if constexpr (Scaled) delta = pmul(dv, load(as, act_d + i * m + k));
-        tv = pmul(di, ak);
-        tw = pmul(delta, pset1<P>(One ? x0 : x[i * xs]));
-      };
-      P gv, gw, gb;
-      terms(0, gv, gw, gb);
-      for (Index i = 1; i < B; ++i) {
-        P tv, tw, delta;
-        terms(i, tv, tw, delta);
-        gv = padd(gv, tv);
-        gw = padd(gw, tw);
-        gb = padd(gb, delta);
-      }
-      const P rate = pset1<P>(lr);
-      pstoreu(v + k, psub(vk, pmul(rate, gv)));
-      pstoreu(w + k, psub(load(as, w + k), pmul(rate, gw)));
-      if constexpr (Bias) pstoreu(b + k, psub(load(as, b + k), pmul(rate, gb)));
+      const auto n = update_packet<Relu, Scaled, Bias, One>(k, as, u);
+      store_packet<Bias>(k, u, n);
     });
     if (out.bias) {
       T gc = d[0];
       for (Index i = 1; i < B; ++i) gc += d[i];
       theta[out.b_offset] -= lr * gc;
+    }
+  }
+
+  // relu(w x + b) of packets (b read only with a bias), as thin_forward_row computes it.
+  template <bool Bias, class As, class P>
+  static EIGEN_ALWAYS_INLINE P relu_unit(As as, const P& w, const T* b, Index k, T x) {
+    using namespace Eigen::internal;
+    const P wx = pmul(w, pset1<P>(x));
+    const P z = Bias ? padd(wx, load(as, b + k)) : wx;
+    return pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
+  }
+
+  // The inputs of an update pass over the hidden units of a 1-m-1 step on B samples: a_ik =
+  // a[i * m + k] the hidden units, act_d the same for act'(z) (Scaled only), d_i = d[i] = dL/df_i,
+  // x_i = x[i * xs]; d0 and x0 the first ones as values (one sample: no loads that the stores
+  // might alias).
+  struct HiddenUpdate {
+    T *v, *w, *b;
+    const T *a, *act_d, *d, *x;
+    Index m, B, xs;
+    T d0, x0, lr;
+  };
+  template <class P>
+  struct HiddenPacket {
+    P v, w, b;
+  };
+
+  // Packet k of the new v, w and b (b: only with a bias): v -= lr sum_i d_i a_ik,
+  // w -= lr sum_i delta_ik x_i, b -= lr sum_i delta_ik with delta_ik = d_i v_k act'(z_ik) (v before
+  // its update), the samples' terms summed in order.
+  template <bool Relu, bool Scaled, bool Bias, bool One, class As>
+  static EIGEN_ALWAYS_INLINE auto update_packet(Index k, As as, const HiddenUpdate& u) {
+    using namespace Eigen::internal;
+    using P = typename As::type;
+    const Index m = u.m;
+    const P vk = load(as, u.v + k);
+    // Sample i's terms: d_i a_ik (for v), delta_ik x_i (for w) and delta_ik (for b).
+    const auto terms = [&](Index i, P& tv, P& tw, P& delta) {
+      const P ak = load(as, u.a + i * m + k), di = pset1<P>(One ? u.d0 : u.d[i]), dv = pmul(di, vk);
+      delta = dv;
+      if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
+      if constexpr (Scaled) delta = pmul(dv, load(as, u.act_d + i * m + k));
+      tv = pmul(di, ak);
+      tw = pmul(delta, pset1<P>(One ? u.x0 : u.x[i * u.xs]));
+    };
+    P gv, gw, gb;
+    terms(0, gv, gw, gb);
+    for (Index i = 1; i < (One ? 1 : u.B); ++i) {
+      P tv, tw, delta;
+      terms(i, tv, tw, delta);
+      gv = padd(gv, tv);
+      gw = padd(gw, tw);
+      gb = padd(gb, delta);
+    }
+    const P rate = pset1<P>(u.lr);
+    HiddenPacket<P> n;
+    n.v = psub(vk, pmul(rate, gv));
+    n.w = psub(load(as, u.w + k), pmul(rate, gw));
+    if constexpr (Bias) n.b = psub(load(as, u.b + k), pmul(rate, gb));
+    return n;
+  }
+  template <bool Bias, class P>
+  static EIGEN_ALWAYS_INLINE void store_packet(Index k, const HiddenUpdate& u,
+                                               const HiddenPacket<P>& n) {
+    Eigen::internal::pstoreu(u.v + k, n.v);
+    Eigen::internal::pstoreu(u.w + k, n.w);
+    if constexpr (Bias) Eigen::internal::pstoreu(u.b + k, n.b);
+  }
+
+  // sgd_steps on a 1-m-1 relu net: step j's update pass also computes relu(z) and the output of
+  // step j+1 from the new parameters (the term of its dot product, in dot_with's order), so each
+  // step makes one pass over the hidden units, not two. The numbers of sgd_step, bit for bit.
+  template <bool Bias, class Sample>
+  void relu_steps(T* theta, std::int64_t n, Sample& sample, T two_c, Workspace& ws) const {
+    using namespace Eigen::internal;
+    const Layer &hidden = layers_[0], &out = layers_[1];
+    const Index m = hidden.out;
+    T *w = theta + hidden.w_offset, *v = theta + out.w_offset;
+    T* b = Bias ? theta + hidden.b_offset : nullptr;
+    T* c = out.bias ? theta + out.b_offset : nullptr;
+    if (ws.hidden.size() != m) ws.hidden.resize(m);
+    T* a = ws.hidden.data();
+    OneSample s = sample(0);
+    const T x_first = s.x[0];
+    T f = dot_with(v, m, [=](Index k, auto as) {
+      const auto relu_z = relu_unit<Bias>(as, load(as, w + k), b, k, x_first);
+      pstoreu(a + k, relu_z);
+      return relu_z;
+    });
+    if (c) f += *c;
+    for (std::int64_t j = 0;; ++j) {
+      const T d = two_c * (f - s.y);
+      const HiddenUpdate u{v, w, b, a, nullptr, nullptr, s.x, m, 1, 1, d, s.x[0], s.lr};
+      if (j + 1 == n) {  // the last step: its update alone
+        for_each_packet<T, true>(m, [=](Index k, auto as) {
+          const auto p = update_packet<true, false, Bias, true>(k, as, u);
+          store_packet<Bias>(k, u, p);
+        });
+        if (c) *c -= s.lr * d;
+        return;
+      }
+      if (c) *c -= s.lr * d;  // before the next output adds it
+      s = sample(j + 1);
+      const T x_next = s.x[0];
+      f = sum_with<T, true>(m, [=](Index k, auto as) {
+        const auto p = update_packet<true, false, Bias, true>(k, as, u);
+        store_packet<Bias>(k, u, p);
+        const auto relu_z = relu_unit<Bias>(as, p.w, b, k, x_next);
+        pstoreu(a + k, relu_z);
+        return pmul(p.v, relu_z);  // dot_with's term: pmul(v, y)
+      });
+      if (c) f += *c;
     }
   }
 

@@ -32,7 +32,10 @@
 //   void sgd_step(T* theta, const MatRef<T>& X, const MatRef<T>& Y, T two_c, Workspace&,
 //                 T lr) const;
 //                                           theta -= lr * J^T two_c (F - Y), updating in the
-//                                           backward pass (MLP)
+//                                           backward pass (MLP); with it
+//   template <class Sample> void sgd_steps(T* theta, std::int64_t n, Sample sample, T two_c,
+//                                          Workspace&) const;
+//                                           n one-sample steps, sample(j) -> OneSample{x, y, lr}
 //   void residual_backward(theta, X, Y, T two_c, Workspace&, T* grad) const;
 //                                           forward, residual and backward in one pass (quadratic)
 //   RowMat<T> pack(const RowMat<T>& X) const;  M packed() const;

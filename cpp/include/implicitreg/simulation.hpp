@@ -288,7 +288,8 @@ class Simulation {
                         Schedule& schedule, const BatchSampler& sampler) {
     if constexpr (has_sgd_step<Model>::value) {
       const bool noisy = dyn_.label_noise == LabelNoise::gaussian;
-      for (std::int64_t t = from; t < to; ++t) {
+      const auto sample = [&](std::int64_t j) {  // step from + j, asked for once, in order
+        const std::int64_t t = from + j;
         const Index i = sampler.draw_one(t);
         T y = Y_(i, 0);
         if (noisy) {
@@ -300,9 +301,9 @@ class Simulation {
           }
           y += static_cast<T>(dyn_.sigma * eps);  // as add_label_noise
         }
-        model_.sgd_step(w.theta.data(), MatRef<T>(X_.row(i)), MatRef<T>(ConstMatMap<T>(&y, 1, 1)),
-                        two_c_, w.step_ws, static_cast<T>(schedule.at(t)));
-      }
+        return typename Model::OneSample{&X_(i, 0), y, static_cast<T>(schedule.at(t))};
+      };
+      model_.sgd_steps(w.theta.data(), to - from, sample, two_c_, w.step_ws);
     }
   }
 
