@@ -10,6 +10,11 @@
 #include <cstdint>
 #include <vector>
 
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+#define IMPLICITREG_PHILOX_X8 1
+#endif
+
 namespace implicitreg {
 
 struct Philox4x64 {
@@ -38,6 +43,43 @@ struct Philox4x64 {
     }
     return c;
   }
+
+#ifdef IMPLICITREG_PHILOX_X8
+  // Eight blocks at once, lane l of c[w] holding word w of block l: the same rounds as
+  // generate(), with the 64 x 64 -> 128 products in AVX-512 (the low half by vpmullq, the high
+  // half from four 32 x 32 products), so eight counters cost about what two scalar ones do.
+  static void generate8(__m512i c[4], u64 k0, u64 k1) {
+    constexpr u64 M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
+    constexpr u64 W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+    const __m512i m0 = _mm512_set1_epi64(static_cast<long long>(M0));
+    const __m512i m1 = _mm512_set1_epi64(static_cast<long long>(M1));
+    const __m512i m0_hi = _mm512_set1_epi64(static_cast<long long>(M0 >> 32));
+    const __m512i m1_hi = _mm512_set1_epi64(static_cast<long long>(M1 >> 32));
+    const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFFLL);
+    const auto mulhi = [low32](__m512i x, __m512i m, __m512i m_hi) {
+      const __m512i x_hi = _mm512_srli_epi64(x, 32);
+      const __m512i ll = _mm512_mul_epu32(x, m), lh = _mm512_mul_epu32(x, m_hi);
+      const __m512i hl = _mm512_mul_epu32(x_hi, m), hh = _mm512_mul_epu32(x_hi, m_hi);
+      const __m512i t = _mm512_add_epi64(hl, _mm512_srli_epi64(ll, 32));
+      const __m512i u = _mm512_add_epi64(lh, _mm512_and_si512(t, low32));
+      return _mm512_add_epi64(_mm512_add_epi64(hh, _mm512_srli_epi64(t, 32)),
+                              _mm512_srli_epi64(u, 32));
+    };
+    for (int round = 0; round < 10; ++round) {
+      const __m512i hi0 = mulhi(c[0], m0, m0_hi), lo0 = _mm512_mullo_epi64(c[0], m0);
+      const __m512i hi1 = mulhi(c[2], m1, m1_hi), lo1 = _mm512_mullo_epi64(c[2], m1);
+      // 0x96: a ^ b ^ c in one instruction.
+      c[0] =
+          _mm512_ternarylogic_epi64(hi1, c[1], _mm512_set1_epi64(static_cast<long long>(k0)), 0x96);
+      c[1] = lo1;
+      c[2] =
+          _mm512_ternarylogic_epi64(hi0, c[3], _mm512_set1_epi64(static_cast<long long>(k1)), 0x96);
+      c[3] = lo0;
+      k0 += W0;
+      k1 += W1;
+    }
+  }
+#endif
 };
 
 // splitmix64: spreads a user seed into a Philox key (adjacent seeds give unrelated keys).
@@ -253,7 +295,21 @@ class StepStreams {
     replica_ = replica;
     from_ = from;
     first_.resize(static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0)));
-    for (std::size_t i = 0; i < first_.size(); ++i)
+    std::size_t i = 0;
+#ifdef IMPLICITREG_PHILOX_X8
+    for (; i + 8 <= first_.size(); i += 8) {
+      const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+      __m512i c[4] = {_mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(from + i)), lane),
+                      _mm512_set1_epi64(static_cast<long long>(replica)), _mm512_setzero_si512(),
+                      _mm512_set1_epi64(static_cast<long long>(purpose_))};
+      Philox4x64::generate8(c, k0_, k1_);
+      alignas(64) u64 words[4][8];
+      for (int w = 0; w < 4; ++w) _mm512_store_si512(words[w], c[w]);
+      for (int l = 0; l < 8; ++l)
+        for (int w = 0; w < 4; ++w) first_[i + l].v[w] = words[w][l];
+    }
+#endif
+    for (; i < first_.size(); ++i)
       first_[i] = Philox4x64::generate(Stream::counter(replica, from + i, purpose_, 0), k0_, k1_);
   }
 
