@@ -115,6 +115,9 @@ def run_line(data: dict) -> str:
         parts.append(f"implicitreg's own GEMM (Eigen) at best {own}")
     cpu = meta.get("cpu", {})
     machine = cpu.get("model name", "unknown CPU")
+    if cpu.get("cpu family") and cpu.get("model"):
+        # The model name of a VM's CPU is often just the brand; family and model tell the core.
+        machine += f" (family {cpu['cpu family']}, model {cpu['model']})"
     if cpu.get("cpus"):
         machine += f", {cpu['cpus']} CPUs"
     build = meta.get("build_info")
