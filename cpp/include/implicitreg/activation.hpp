@@ -231,6 +231,38 @@ void with_activation(Activation act, F f) {
   }
 }
 
+// m where z > 0, else +0 (NaN: +0), for packets or scalars: relu'(z) m with relu'(0) = 0, and
+// relu(z) itself with m = z. Generic: an all-ones/zero mask vector, then an and. AVX-512 builds
+// compare into a mask register and zero-mask the move instead: two instructions, not three
+// (Eigen's compare there writes the mask register into a vector first).
+template <class Packet>
+EIGEN_ALWAYS_INLINE Packet where_positive(const Packet& z, const Packet& m) {
+  using namespace Eigen::internal;
+  return pand(pcmp_lt(pzero(z), z), m);
+}
+#ifdef EIGEN_VECTORIZE_AVX512
+EIGEN_ALWAYS_INLINE __m512 where_positive(const __m512& z, const __m512& m) {
+  return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_setzero_ps(), z, _CMP_LT_OQ), m);
+}
+EIGEN_ALWAYS_INLINE __m512d where_positive(const __m512d& z, const __m512d& m) {
+  return _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(_mm512_setzero_pd(), z, _CMP_LT_OQ), m);
+}
+#ifdef __AVX512VL__
+EIGEN_ALWAYS_INLINE __m256 where_positive(const __m256& z, const __m256& m) {
+  return _mm256_maskz_mov_ps(_mm256_cmp_ps_mask(_mm256_setzero_ps(), z, _CMP_LT_OQ), m);
+}
+EIGEN_ALWAYS_INLINE __m256d where_positive(const __m256d& z, const __m256d& m) {
+  return _mm256_maskz_mov_pd(_mm256_cmp_pd_mask(_mm256_setzero_pd(), z, _CMP_LT_OQ), m);
+}
+EIGEN_ALWAYS_INLINE __m128 where_positive(const __m128& z, const __m128& m) {
+  return _mm_maskz_mov_ps(_mm_cmp_ps_mask(_mm_setzero_ps(), z, _CMP_LT_OQ), m);
+}
+EIGEN_ALWAYS_INLINE __m128d where_positive(const __m128d& z, const __m128d& m) {
+  return _mm_maskz_mov_pd(_mm_cmp_pd_mask(_mm_setzero_pd(), z, _CMP_LT_OQ), m);
+}
+#endif
+#endif
+
 // m * act'(z) for a packet (or one scalar) m, z and a = act(z), act' formed on the fly: the
 // numbers of multiplying by activation_derivative()'s matrix (relu: m where z > 0, else +0).
 template <Activation act, class Packet>
@@ -238,7 +270,7 @@ EIGEN_ALWAYS_INLINE Packet times_derivative(const Packet& m, const Packet& z, co
   using namespace Eigen::internal;
   const Packet one = pset1<Packet>(1);
   if constexpr (act == Activation::identity) return m;
-  if constexpr (act == Activation::relu) return pand(pcmp_lt(pzero(z), z), m);
+  if constexpr (act == Activation::relu) return where_positive(z, m);
   if constexpr (act == Activation::tanh) return pmul(m, psub(one, pmul(a, a)));
   if constexpr (act == Activation::sigmoid) return pmul(m, pmul(a, psub(one, a)));
   // softplus' = sigmoid; one scalar (a row's tail) goes through a packet too, for the same numbers.

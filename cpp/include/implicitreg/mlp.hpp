@@ -420,7 +420,7 @@ class MLP {
     using namespace Eigen::internal;
     const P wx = pmul(w, pset1<P>(x));
     const P z = Bias ? padd(wx, load(as, b + k)) : wx;
-    return pand(pcmp_lt(pzero(z), z), z);  // the mask is all ones where z > 0
+    return where_positive(z, z);
   }
 
   // The inputs of an update pass over the hidden units of a 1-m-1 step on B samples: a_ik =
@@ -451,7 +451,7 @@ class MLP {
     const auto terms = [&](Index i, P& tv, P& tw, P& delta) {
       const P ak = load(as, u.a + i * m + k), di = pset1<P>(One ? u.d0 : u.d[i]), dv = pmul(di, vk);
       delta = dv;
-      if constexpr (Relu) delta = pand(pcmp_lt(pzero(ak), ak), dv);  // relu(z) > 0 where z > 0
+      if constexpr (Relu) delta = where_positive(ak, dv);  // relu(z) > 0 where z > 0
       if constexpr (Scaled) delta = pmul(dv, load(as, u.act_d + i * m + k));
       tv = pmul(di, ak);
       tw = pmul(delta, pset1<P>(One ? u.x0 : u.x[i * u.xs]));
