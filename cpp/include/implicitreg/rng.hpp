@@ -294,45 +294,48 @@ class StepStreams {
     k1_ = key.k1;
     replica_ = replica;
     from_ = from;
-    first_.resize(static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0)));
+    count_ = static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0));
+    words_.resize(4 * count_);
     std::size_t i = 0;
 #ifdef IMPLICITREG_PHILOX_X8
-    for (; i + 8 <= first_.size(); i += 8) {
+    for (; i + 8 <= count_; i += 8) {
       const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
       __m512i c[4] = {_mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(from + i)), lane),
                       _mm512_set1_epi64(static_cast<long long>(replica)), _mm512_setzero_si512(),
                       _mm512_set1_epi64(static_cast<long long>(purpose_))};
       Philox4x64::generate8(c, k0_, k1_);
-      alignas(64) u64 words[4][8];
-      for (int w = 0; w < 4; ++w) _mm512_store_si512(words[w], c[w]);
-      for (int l = 0; l < 8; ++l)
-        for (int w = 0; w < 4; ++w) first_[i + l].v[w] = words[w][l];
+      for (int w = 0; w < 4; ++w) _mm512_storeu_si512(&words_[w * count_ + i], c[w]);
     }
 #endif
-    for (; i < first_.size(); ++i)
-      first_[i] = Philox4x64::generate(Stream::counter(replica, from + i, purpose_, 0), k0_, k1_);
+    for (; i < count_; ++i) {
+      const Philox4x64::Block b =
+          Philox4x64::generate(Stream::counter(replica, from + i, purpose_, 0), k0_, k1_);
+      for (int w = 0; w < 4; ++w) words_[w * count_ + i] = b.v[w];
+    }
   }
 
   // The first word of the stream of `step`, a step of the range last filled (for `key` and
   // `replica`): the first draw of at(key, replica, step), read directly.
-  u64 first_word(std::int64_t step) const {
-    return first_[static_cast<std::size_t>(step - from_)].v[0];
-  }
+  u64 first_word(std::int64_t step) const { return words_[static_cast<std::size_t>(step - from_)]; }
 
   Stream at(const Key& key, u64 replica, std::int64_t step) const {
     const std::int64_t i = step - from_;
-    if (i < 0 || i >= static_cast<std::int64_t>(first_.size()) || replica != replica_ ||
-        key.k0 != k0_ || key.k1 != k1_)
+    if (i < 0 || i >= static_cast<std::int64_t>(count_) || replica != replica_ || key.k0 != k0_ ||
+        key.k1 != k1_)
       return key.stream(replica, static_cast<u64>(step), purpose_);
-    return Stream(k0_, k1_, replica_, static_cast<u64>(step), purpose_,
-                  first_[static_cast<std::size_t>(i)]);
+    Philox4x64::Block first;
+    for (int w = 0; w < 4; ++w) first.v[w] = words_[w * count_ + static_cast<std::size_t>(i)];
+    return Stream(k0_, k1_, replica_, static_cast<u64>(step), purpose_, first);
   }
 
  private:
   u64 k0_ = 0, k1_ = 0, replica_ = 0;
   Purpose purpose_;
   std::int64_t from_ = 0;
-  std::vector<Philox4x64::Block> first_;
+  // Word w of step from_ + i's first block at words_[w * count_ + i]: each word in one run, so
+  // that eight steps' words are one vector store.
+  std::size_t count_ = 0;
+  std::vector<u64> words_;
 };
 
 }  // namespace implicitreg
