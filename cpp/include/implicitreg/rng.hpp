@@ -23,6 +23,10 @@ struct Philox4x64 {
     u64 v[4];
   };
 
+  // The multipliers and Weyl key increments of Philox4x64 (Random123).
+  static constexpr u64 M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
+  static constexpr u64 W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
+
   static inline void mulhilo(u64 a, u64 b, u64& hi, u64& lo) {
     const __uint128_t p = static_cast<__uint128_t>(a) * b;
     hi = static_cast<u64>(p >> 64);
@@ -31,8 +35,6 @@ struct Philox4x64 {
 
   // One block of 4 x 64 random bits for counter `c` and key `k` (10 rounds).
   static inline Block generate(Block c, u64 k0, u64 k1) {
-    constexpr u64 M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
-    constexpr u64 W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
     for (int round = 0; round < 10; ++round) {
       u64 hi0, lo0, hi1, lo1;
       mulhilo(M0, c.v[0], hi0, lo0);
@@ -49,8 +51,6 @@ struct Philox4x64 {
   // generate(), with the 64 x 64 -> 128 products in AVX-512 (the low half by vpmullq, the high
   // half from four 32 x 32 products), so eight counters cost about what two scalar ones do.
   static void generate8(__m512i c[4], u64 k0, u64 k1) {
-    constexpr u64 M0 = 0xD2E7470EE14C6C93ULL, M1 = 0xCA5A826395121157ULL;
-    constexpr u64 W0 = 0x9E3779B97F4A7C15ULL, W1 = 0xBB67AE8584CAA73BULL;
     const __m512i m0 = _mm512_set1_epi64(static_cast<long long>(M0));
     const __m512i m1 = _mm512_set1_epi64(static_cast<long long>(M1));
     const __m512i m0_hi = _mm512_set1_epi64(static_cast<long long>(M0 >> 32));
@@ -294,23 +294,24 @@ class StepStreams {
     k1_ = key.k1;
     replica_ = replica;
     from_ = from;
-    count_ = static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0));
-    words_.resize(4 * count_);
+    const std::size_t n = static_cast<std::size_t>(std::max<std::int64_t>(to - from, 0));
+    words_.resize(4 * n);
     std::size_t i = 0;
 #ifdef IMPLICITREG_PHILOX_X8
-    for (; i + 8 <= count_; i += 8) {
-      const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
-      __m512i c[4] = {_mm512_add_epi64(_mm512_set1_epi64(static_cast<long long>(from + i)), lane),
-                      _mm512_set1_epi64(static_cast<long long>(replica)), _mm512_setzero_si512(),
-                      _mm512_set1_epi64(static_cast<long long>(purpose_))};
+    for (; i + 8 <= n; i += 8) {
+      // Steps from + i + l in lane l: the counter of step from + i, its step word plus l.
+      const Philox4x64::Block first = Stream::counter(replica, from + i, purpose_, 0);
+      __m512i c[4];
+      for (int w = 0; w < 4; ++w) c[w] = _mm512_set1_epi64(static_cast<long long>(first.v[w]));
+      c[0] = _mm512_add_epi64(c[0], _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7));
       Philox4x64::generate8(c, k0_, k1_);
-      for (int w = 0; w < 4; ++w) _mm512_storeu_si512(&words_[w * count_ + i], c[w]);
+      for (int w = 0; w < 4; ++w) _mm512_storeu_si512(&words_[w * n + i], c[w]);
     }
 #endif
-    for (; i < count_; ++i) {
+    for (; i < n; ++i) {
       const Philox4x64::Block b =
           Philox4x64::generate(Stream::counter(replica, from + i, purpose_, 0), k0_, k1_);
-      for (int w = 0; w < 4; ++w) words_[w * count_ + i] = b.v[w];
+      for (int w = 0; w < 4; ++w) words_[w * n + i] = b.v[w];
     }
   }
 
@@ -320,21 +321,23 @@ class StepStreams {
 
   Stream at(const Key& key, u64 replica, std::int64_t step) const {
     const std::int64_t i = step - from_;
-    if (i < 0 || i >= static_cast<std::int64_t>(count_) || replica != replica_ || key.k0 != k0_ ||
+    const std::size_t n = steps();
+    if (i < 0 || i >= static_cast<std::int64_t>(n) || replica != replica_ || key.k0 != k0_ ||
         key.k1 != k1_)
       return key.stream(replica, static_cast<u64>(step), purpose_);
     Philox4x64::Block first;
-    for (int w = 0; w < 4; ++w) first.v[w] = words_[w * count_ + static_cast<std::size_t>(i)];
+    for (int w = 0; w < 4; ++w) first.v[w] = words_[w * n + static_cast<std::size_t>(i)];
     return Stream(k0_, k1_, replica_, static_cast<u64>(step), purpose_, first);
   }
 
  private:
+  std::size_t steps() const { return words_.size() / 4; }
+
   u64 k0_ = 0, k1_ = 0, replica_ = 0;
   Purpose purpose_;
   std::int64_t from_ = 0;
-  // Word w of step from_ + i's first block at words_[w * count_ + i]: each word in one run, so
+  // Word w of step from_ + i's first block at words_[w * steps() + i]: each word in one run, so
   // that eight steps' words are one vector store.
-  std::size_t count_ = 0;
   std::vector<u64> words_;
 };
 
