@@ -162,59 +162,25 @@ void apply_activation(Activation act, const In& z, Out&& a) {
   }
 }
 
-// Z += 1 b^T (no bias if b is null), then A = act(Z), in one pass: Z is read once instead of
-// twice (a layer of 256 x 256 doubles fills L2, so each pass streamed it from L3). Row tails go
-// through a padded packet, as in map_packets, so an element's value does not depend on its
-// position. The numbers of the bias pass followed by apply_activation.
-template <class T, class F>
-void bias_map_rows(const T* b, RowMat<T>& Z, RowMat<T>& A, F f) {
-  using namespace Eigen::internal;
-  using Packet = typename packet_traits<T>::type;
-  constexpr Index P = packet_traits<T>::size;
-  const Index n = Z.cols();
-  A.resize(Z.rows(), n);
-  for (Index i = 0; i < Z.rows(); ++i) {
-    T* z = Z.row(i).data();
-    T* a = A.row(i).data();
-    Index k = 0;
-    for (; k + P <= n; k += P) {
-      Packet v = ploadu<Packet>(z + k);
-      if (b) {
-        v = padd(v, ploadu<Packet>(b + k));
-        pstoreu(z + k, v);
-      }
-      pstoreu(a + k, f(v));
-    }
-    if (k < n) {
-      T buf[P] = {};
-      for (Index q = k; q < n; ++q) buf[q - k] = b ? (z[q] += b[q]) : z[q];
-      pstoreu(buf, f(ploadu<Packet>(buf)));
-      std::copy(buf, buf + (n - k), a + k);
-    }
-  }
-}
-
+// A = act(Z) for the layer passes (the bias is already in Z: affine_product), every activation
+// but softplus on packets, float tanh too (Eigen's ptanh); the tail goes through a padded packet
+// (map_packets), so an element's value does not depend on its position.
 template <class T>
-void bias_activation(Activation act, const T* b, RowMat<T>& Z, RowMat<T>& A) {
+void activate(Activation act, const RowMat<T>& Z, RowMat<T>& A) {
   using namespace Eigen::internal;
+  A.resize(Z.rows(), Z.cols());
+  const auto map = [&](auto f) { map_packets(Z.data(), A.data(), Z.size(), f); };
   switch (act) {
-    case Activation::identity: bias_map_rows(b, Z, A, [](const auto& x) { return x; }); break;
-    case Activation::relu:
-      bias_map_rows(b, Z, A, [](const auto& x) { return pmax(x, pzero(x)); });
-      break;
+    case Activation::identity: A = Z; break;
+    case Activation::relu: map([](const auto& x) { return pmax(x, pzero(x)); }); break;
     case Activation::tanh:
       if constexpr (std::is_same_v<T, double>)
-        bias_map_rows(b, Z, A, [](const auto& x) { return tanh_packet(x); });
+        map([](const auto& x) { return tanh_packet(x); });
       else
-        bias_map_rows(b, Z, A, [](const auto& x) { return ptanh(x); });
+        map([](const auto& x) { return ptanh(x); });
       break;
-    case Activation::sigmoid:
-      bias_map_rows(b, Z, A, [](const auto& x) { return sigmoid_packet(x); });
-      break;
-    case Activation::softplus:
-      if (b) Z.rowwise() += ConstVecMap<T>(b, Z.cols()).transpose();
-      apply_activation<T>(act, Z, A);
-      break;
+    case Activation::sigmoid: map([](const auto& x) { return sigmoid_packet(x); }); break;
+    case Activation::softplus: apply_activation<T>(act, Z, A); break;
   }
 }
 

@@ -15,6 +15,7 @@
 #include "activation.hpp"
 #include "config.hpp"
 #include "kernels.hpp"
+#include "products.hpp"
 
 namespace implicitreg {
 
@@ -105,11 +106,12 @@ class MLP {
         if (!relu) apply_activation<T>(ly.act, Z, ws.A[l]);
       } else {
         ConstMatMap<T> W(theta + ly.w_offset, ly.out, ly.in);
+        const T* b = ly.bias ? theta + ly.b_offset : nullptr;
         if (l == 0)
-          Z.noalias() = X * W.transpose();
+          affine_product(Z, X, W.transpose(), b);
         else
-          Z.noalias() = ws.A[l - 1] * W.transpose();
-        bias_activation<T>(ly.act, ly.bias ? theta + ly.b_offset : nullptr, Z, ws.A[l]);
+          affine_product(Z, ws.A[l - 1], W.transpose(), b);
+        activate<T>(ly.act, Z, ws.A[l]);
       }
     }
   }

@@ -29,6 +29,7 @@
 #include "loss.hpp"
 #include "mlp.hpp"
 #include "objective.hpp"
+#include "products.hpp"
 
 namespace implicitreg {
 
@@ -152,11 +153,12 @@ void backward(const MLP<T>& m, const T* theta, const MatRef<T>& X, SecondOrderWo
       MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() =
           ws.Delta[l].transpose() * layer_input(ws, X, l);
     if (l > 0)
-      ws.G[l - 1].noalias() = ws.Delta[l] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
+      assign_product(ws.G[l - 1], ws.Delta[l], ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in));
   }
 }
 
-// Forward tangents RZ_l, RA_l along u (after a forward pass); the bias and act' in one pass.
+// Forward tangents RZ_l, RA_l along u (after a forward pass): the bias c_l enters with the
+// product (affine_product), act' in one pass after it.
 template <class T>
 void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
              SecondOrderWorkspace<MLP<T>>& ws) {
@@ -164,21 +166,17 @@ void tangent(const MLP<T>& m, const T* theta, const T* u, const MatRef<T>& X,
   for (std::size_t l = 0; l < m.layers().size(); ++l) {
     const auto& ly = m.layers()[l];
     RowMat<T>& RZ = ws.RZ[l];
-    RZ.noalias() =
-        layer_input(ws, X, l) * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in).transpose();
+    affine_product(RZ, layer_input(ws, X, l),
+                   ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in).transpose(),
+                   ly.bias ? u + ly.b_offset : nullptr);
     if (l > 0)
-      RZ.noalias() += ws.RA[l - 1] * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in).transpose();
-    const T* c = ly.bias ? u + ly.b_offset : nullptr;
-    T *rz = RZ.data(), *ra = ws.RA[l].data();
-    const T *z = ws.base.Z[l].data(), *a = ws.base.A[l].data();
+      add_product(RZ, ws.RA[l - 1], ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in).transpose());
+    const T *rz = RZ.data(), *z = ws.base.Z[l].data(), *a = ws.base.A[l].data();
+    T* ra = ws.RA[l].data();
     for_each_entry(m, l, RZ.rows(), [&](Index i, Index k, auto as, auto act) {
       const Index at = i * ly.out + k;
-      auto v = load(as, rz + at);
-      if (c) {
-        v = padd(v, load(as, c + k));
-        pstoreu(rz + at, v);
-      }
-      pstoreu(ra + at, times_derivative<act.value>(v, load(as, z + at), load(as, a + at)));
+      pstoreu(ra + at,
+              times_derivative<act.value>(load(as, rz + at), load(as, z + at), load(as, a + at)));
     });
   }
 }
@@ -252,8 +250,8 @@ double loss_grad_hvp(const MLP<T>& m, const T* theta, const BatchRef<T>& X, cons
     hW.noalias() = RD.transpose() * so_detail::layer_input(ws, X, l);
     if (l > 0) hW.noalias() += ws.Delta[l].transpose() * ws.RA[l - 1];
     if (l > 0) {
-      ws.RG[l - 1].noalias() = RD * ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in);
-      ws.RG[l - 1].noalias() += ws.Delta[l] * ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in);
+      assign_product(ws.RG[l - 1], RD, ConstMatMap<T>(theta + ly.w_offset, ly.out, ly.in));
+      add_product(ws.RG[l - 1], ws.Delta[l], ConstMatMap<T>(u + ly.w_offset, ly.out, ly.in));
     }
   }
   return value;
@@ -288,10 +286,10 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   Vec<T>& rowsq = ws.base.rowsq;
   ws.r.setZero();
   VecMap<T>(grad, m.n_params()).setZero();
-  for (std::size_t l = 0; l < L; ++l) {
-    ws.Abar[l].setZero();
-    ws.D1bar[l].setZero();
-  }
+  // Sums over outputs: the first output assigns them (below the top layer), so only the top
+  // layer's are zeroed. Abar_last stays 0: R depends on A_last only through act'.
+  ws.Abar[L - 1].setZero();
+  ws.D1bar[L - 1].setZero();
   auto W = [&](std::size_t l) {
     return ConstMatMap<T>(theta + ls[l].w_offset, ls[l].out, ls[l].in);
   };
@@ -299,23 +297,34 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   top_d1.resize(X.rows(), m.n_out());
   activation_derivative<T>(ls[L - 1].act, ws.base.Z[L - 1], ws.base.A[L - 1], top_d1);
   for (Index o = 0; o < m.n_out(); ++o) {
+    const bool first = o == 0;
     ws.d[L - 1].setZero();
     ws.d[L - 1].col(o) = top_d1.col(o);
     for (std::size_t l = L - 1; l > 0; --l) {
-      ws.P[l].noalias() = ws.d[l] * W(l);
+      assign_product(ws.P[l], ws.d[l], W(l));
       so_detail::times_act_derivative(m, ws, l - 1, ws.P[l], ws.d[l - 1], nullptr);
     }
     for (std::size_t l = 0; l < L; ++l) {
       rowsq = ws.d[l].rowwise().squaredNorm();
       ws.r.array() += s[l].array() * rowsq.array();
-      if (l > 0) ws.Abar[l - 1].noalias() += (T(2) * rowsq).asDiagonal() * ws.base.A[l - 1];
+      if (l == 0) continue;
+      const auto dA = (T(2) * rowsq).asDiagonal() * ws.base.A[l - 1];
+      if (first)
+        ws.Abar[l - 1].noalias() = dA;
+      else
+        ws.Abar[l - 1].noalias() += dA;
     }
     for (std::size_t l = 0; l < L; ++l) {
       ws.dbar[l].noalias() = (T(2) * s[l]).asDiagonal() * ws.d[l];
       if (l == 0) continue;
       so_detail::times_act_derivative(m, ws, l - 1, ws.dbar[l - 1], ws.Pbar[l], nullptr);
-      if (so_detail::curved(ls[l - 1].act))
-        ws.D1bar[l - 1].array() += ws.dbar[l - 1].array() * ws.P[l].array();
+      if (so_detail::curved(ls[l - 1].act)) {
+        const auto dD1 = ws.dbar[l - 1].array() * ws.P[l].array();
+        if (first)
+          ws.D1bar[l - 1].array() = dD1;
+        else
+          ws.D1bar[l - 1].array() += dD1;
+      }
       MatMap<T>(grad + ls[l].w_offset, ls[l].out, ls[l].in).noalias() +=
           ws.d[l].transpose() * ws.Pbar[l];
       ws.dbar[l].noalias() += ws.Pbar[l] * W(l).transpose();
@@ -341,7 +350,7 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
     });
     MatMap<T>(grad + ly.w_offset, ly.out, ly.in).noalias() +=
         Zbar.transpose() * so_detail::layer_input(ws, X, l);
-    if (l > 0) ws.Abar[l - 1].noalias() += Zbar * W(l);
+    if (l > 0) add_product(ws.Abar[l - 1], Zbar, W(l));
   }
   return ws.r.template cast<double>().sum();
 }
