@@ -297,7 +297,13 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
   top_d1.resize(X.rows(), m.n_out());
   activation_derivative<T>(ls[L - 1].act, ws.base.Z[L - 1], ws.base.A[L - 1], top_d1);
   for (Index o = 0; o < m.n_out(); ++o) {
-    const bool first = o == 0;
+    // dst = e for the first output, dst += e for the others.
+    const auto accumulate = [first = o == 0](auto&& dst, const auto& e) {
+      if (first)
+        dst = e;
+      else
+        dst += e;
+    };
     ws.d[L - 1].setZero();
     ws.d[L - 1].col(o) = top_d1.col(o);
     for (std::size_t l = L - 1; l > 0; --l) {
@@ -307,24 +313,15 @@ double regularizer_and_grad(const MLP<T>& m, const T* theta, const BatchRef<T>& 
     for (std::size_t l = 0; l < L; ++l) {
       rowsq = ws.d[l].rowwise().squaredNorm();
       ws.r.array() += s[l].array() * rowsq.array();
-      if (l == 0) continue;
-      const auto dA = (T(2) * rowsq).asDiagonal() * ws.base.A[l - 1];
-      if (first)
-        ws.Abar[l - 1].noalias() = dA;
-      else
-        ws.Abar[l - 1].noalias() += dA;
+      if (l > 0)
+        accumulate(ws.Abar[l - 1].noalias(), (T(2) * rowsq).asDiagonal() * ws.base.A[l - 1]);
     }
     for (std::size_t l = 0; l < L; ++l) {
       ws.dbar[l].noalias() = (T(2) * s[l]).asDiagonal() * ws.d[l];
       if (l == 0) continue;
       so_detail::times_act_derivative(m, ws, l - 1, ws.dbar[l - 1], ws.Pbar[l], nullptr);
-      if (so_detail::curved(ls[l - 1].act)) {
-        const auto dD1 = ws.dbar[l - 1].array() * ws.P[l].array();
-        if (first)
-          ws.D1bar[l - 1].array() = dD1;
-        else
-          ws.D1bar[l - 1].array() += dD1;
-      }
+      if (so_detail::curved(ls[l - 1].act))
+        accumulate(ws.D1bar[l - 1].array(), ws.dbar[l - 1].array() * ws.P[l].array());
       MatMap<T>(grad + ls[l].w_offset, ls[l].out, ls[l].in).noalias() +=
           ws.d[l].transpose() * ws.Pbar[l];
       ws.dbar[l].noalias() += ws.Pbar[l] * W(l).transpose();
