@@ -102,6 +102,10 @@ def sig(x: float, digits: int = 3) -> str:
     return f"{x:,.0f}" if x >= 10 ** (digits - 1) else f"{x:.{digits}g}"
 
 
+def shape_label(shape) -> str:
+    return "x".join(map(str, shape))
+
+
 def fmt_us(us: float) -> str:
     return f"{us:,.2f}" if us < 100 else f"{us:,.0f}"
 
@@ -154,9 +158,31 @@ def peak(gemm: list, dtype: str, libs: tuple = PEAK_LIBS) -> float | None:
     return max(rates) if rates else None
 
 
+#: The product shape (m, k, n) of a workload's main GEMMs (W1, W1b, W3 have none that dominates).
+GEMM_SHAPE = {"W2": (32, 256, 256), "W4-R": (256, 256, 256), "W4-RgR": (256, 256, 256)}
+GEMM_SHAPE["W5"] = GEMM_SHAPE["W4-R"]
+
+
+def shape_rate(gemm: list, workload: str, dtype: str) -> float | None:
+    """The best GEMM rate measured at ``workload``'s main product shape, over every library
+    (implicitreg's own Eigen included: the fastest product this machine was seen to run there)."""
+    shape = GEMM_SHAPE.get(workload)
+    rates = [g["gflops"] for g in gemm if g["dtype"] == dtype and tuple(g["shape"]) == shape]
+    return max(rates) if shape and rates else None
+
+
+def shape_legend() -> str:
+    """``W2 32x256x256; W4-R, W4-RgR, W5 256x256x256``: the workloads of each main shape."""
+    by: dict[tuple, list[str]] = {}
+    for w, s in GEMM_SHAPE.items():
+        by.setdefault(s, []).append(w)
+    return "; ".join(f"{', '.join(ws)} {shape_label(s)}" for s, ws in by.items())
+
+
 def table(rows: list[dict], peers: list[str], gemm: list) -> str:
-    """µs per step of every peer (and peer/implicitreg), implicitreg's GFLOP/s and GEMM share."""
+    """µs per step of every peer (and peer/implicitreg), implicitreg's GFLOP/s and GEMM shares."""
     head = ["workload", "dtype", *(f"{p} µs" for p in peers), "ir GFLOP/s", "ir % GEMM peak"]
+    head.append("ir % GEMM at shape")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         res, base = row["results"], row["results"].get("implicitreg")
@@ -165,6 +191,8 @@ def table(rows: list[dict], peers: list[str], gemm: list) -> str:
         top = peak(gemm, row["dtype"])
         cells.append(f"{rate:.3g}" if rate else "")
         cells.append(f"{sig(100 * rate / top, 2)}%" if rate and top else "")
+        at_shape = shape_rate(gemm, row["workload"], row["dtype"])
+        cells.append(f"{sig(100 * rate / at_shape, 2)}%" if rate and at_shape else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -192,7 +220,7 @@ def error_table(rows: list[dict], peers: list[str]) -> str:
 def gemm_table(gemm: list) -> str:
     lines = ["| lib | dtype | m x k x n | GFLOP/s (start / end of the run) |", "|---|---|---|---|"]
     for g in gemm:
-        shape = "x".join(map(str, g["shape"]))
+        shape = shape_label(g["shape"])
         rates = " / ".join(f"{r:.1f}" for r in g["gflops_runs"])
         lines.append(f"| {g['lib']} | {g['dtype']} | {shape} | {rates} |")
     return "\n".join(lines)
@@ -336,7 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nµs per step (W4: per evaluation), median of repeats; {args.threads} thread(s); "
         "(r×) = peer time / implicitreg time; (!) = loss did not go down; "
-        "ir % GEMM peak = implicitreg's FLOP rate / the best numpy or torch GEMM rate below\n"
+        "ir % GEMM peak = implicitreg's FLOP rate / the best numpy or torch GEMM rate below; "
+        "ir % GEMM at shape = the same / the best rate below at the workload's main product shape "
+        f"({shape_legend()})\n"
     )
     print(table(rows, present, gemm))
     if any(r["workload"] in ("W4-R", "W4-RgR", "W5") for r in rows):

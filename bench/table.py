@@ -60,15 +60,26 @@ def _pair(cells: list[str]) -> str:
     return MISSING if all(c == MISSING for c in cells) else " / ".join(cells)
 
 
+def _rate(row: dict) -> float | None:
+    """implicitreg's FLOP rate in GFLOP/s: the workload's floor FLOP count / its time."""
+    base = row["results"].get("implicitreg")
+    if not run.ok(base):
+        return None
+    return (row.get("flops") or run.FLOPS[row["workload"]]) / base["us_per_step"] / 1e3
+
+
+def _share(rate: float | None, top: float | None) -> str:
+    return f"{run.sig(100 * rate / top, 2)}%" if rate and top else MISSING
+
+
 def _peak_share(row: dict, peaks: dict, gemm: list) -> str:
     """implicitreg's FLOP rate as a share of the GEMM peak, as ``run.table`` computes it."""
-    base = row["results"].get("implicitreg")
-    top = peaks.get(row["dtype"]) or run.peak(gemm, row["dtype"])
-    if not run.ok(base) or not top:
-        return MISSING
-    flops = row.get("flops") or run.FLOPS[row["workload"]]
-    rate = flops / base["us_per_step"] / 1e3  # GFLOP/s
-    return f"{run.sig(100 * rate / top, 2)}%"
+    return _share(_rate(row), peaks.get(row["dtype"]) or run.peak(gemm, row["dtype"]))
+
+
+def _shape_share(row: dict, gemm: list) -> str:
+    """The same rate as a share of the best GEMM rate measured at the workload's main shape."""
+    return _share(_rate(row), run.shape_rate(gemm, row["workload"], row["dtype"]))
 
 
 def main_table(data: dict) -> str:
@@ -80,13 +91,14 @@ def main_table(data: dict) -> str:
     peers = [p for p in [*run.PEERS, *seen] if p in seen and p != "implicitreg"]
     peers = list(dict.fromkeys(peers))
     by = {(r["workload"], r["dtype"]): r for r in rows}
-    head = ["workload", "implicitreg", "% of GEMM peak", *peers]
+    head = ["workload", "implicitreg", "% of GEMM peak", "% of GEMM at its shape", *peers]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for wl in workloads:
         sub = [by.get((wl, d), {"workload": wl, "dtype": d, "results": {}}) for d in dtypes]
         label = f"{wl} ({DESCRIPTION[wl]})" if wl in DESCRIPTION else wl
         cells = [label, _pair([_us(r["results"].get("implicitreg")) for r in sub])]
         cells.append(_pair([_peak_share(r, peaks, gemm) for r in sub]))
+        cells.append(_pair([_shape_share(r, gemm) for r in sub]))
         for p in peers:
             s = _pair([_us(r["results"].get(p)) for r in sub])
             first, base = sub[0]["results"].get(p), sub[0]["results"].get("implicitreg")
@@ -161,7 +173,10 @@ def render(data: dict) -> str:
         f"implementation in its own process; `(r×)` = peer time / implicitreg time in {dtypes[0]} "
         f"(above 1: implicitreg is faster); `(!)` = the loss did not go down; {MISSING} = failed "
         "or not implemented; % of GEMM peak = implicitreg's FLOP rate (the workload's floor FLOP "
-        "count / its time) / the GEMM peak below."
+        "count / its time) / the GEMM peak below; % of GEMM at its shape = the same / the best "
+        "rate of any library, implicitreg's Eigen included, at the workload's main product shape ("
+        + run.shape_legend()
+        + ")."
     )
     parts = [legend, main_table(data), run_line(data)]
     flagged = run.problems(data["rows"])

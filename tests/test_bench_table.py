@@ -54,7 +54,15 @@ def results_json(tmp_path: Path) -> Path:
             "cpu": {"model name": "Test CPU", "cpus": 2},
             "run": {"threads": 1, "quick": True, "date": "2030-01-02 03:04:05"},
         },
-        "gemm": [],
+        "gemm": [  # W2's main shape: the best library counts (implicitreg's own included)
+            {"lib": lib, "dtype": dt, "shape": [32, 256, 256], "gflops": r, "gflops_runs": [r]}
+            for lib, dt, r in [
+                ("numpy", "float64", 1.0),
+                ("implicitreg", "float64", 2.0),
+                ("torch", "float32", 4.0),
+                ("numpy", "float32", 8.0),
+            ]
+        ],
         "gemm_peak_gflops": {"float64": 10.0, "float32": 20.0},
         "replicas": {},
         "rows": rows,
@@ -72,10 +80,11 @@ def test_table_cells(tmp_path, capsys):
     assert set(lines) == {"| W1 (1-D ReLU net, 1 sample/step)", "| W2 (MLP 20-256-256-1, batch 32)"}
     w1, w2 = lines.values()
     # implicitreg µs; share of the GEMM peak: 1e3 FLOP / 0.5 µs = 2 GFLOP/s = 20% of 10 GFLOP/s
-    assert "| 0.50 / 0.25 | 20% / 20% |" in w1
+    assert "| 0.50 / 0.25 | 20% / 20% | — |" in w1  # W1: no product shape that dominates
     assert "| 10.00 / — (20×) |" in w1  # numpy: float64 time and ratio, float32 failed
     # 2e6 FLOP / 2,000 µs = 1 GFLOP/s = 10% of float64's peak; 2 GFLOP/s = 10% of float32's
-    assert "| 2,000 / 1,000 | 10% / 10% | — |" in w2  # numpy failed / missing: a single dash
+    # numpy failed / missing: a single dash; at W2's shape 1 GFLOP/s is 50% of 2, 2 is 25% of 8
+    assert "| 2,000 / 1,000 | 10% / 10% | 50% / 25% | — |" in w2
     assert "numpy" in out.splitlines()[2]  # the header names the peer
     assert "GEMM peak 10.0 / 20.0 GFLOP/s" in out
     assert "Test CPU" in out and "2030-01-02 03:04:05" in out and "`--quick` run" in out
