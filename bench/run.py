@@ -159,8 +159,12 @@ def peak(gemm: list, dtype: str, libs: tuple = PEAK_LIBS) -> float | None:
 
 
 #: The product shape (m, k, n) of a workload's main GEMMs (W1, W1b, W3 have none that dominates).
-GEMM_SHAPE = {"W2": (32, 256, 256), "W4-R": (256, 256, 256), "W4-RgR": (256, 256, 256)}
-GEMM_SHAPE["W5"] = GEMM_SHAPE["W4-R"]
+GEMM_SHAPE = {
+    "W2": (32, 256, 256),
+    "W4-R": (256, 256, 256),
+    "W4-RgR": (256, 256, 256),
+    "W5": (256, 256, 256),
+}
 
 
 def shape_rate(gemm: list, workload: str, dtype: str) -> float | None:
@@ -179,20 +183,31 @@ def shape_legend() -> str:
     return "; ".join(f"{', '.join(ws)} {shape_label(s)}" for s, ws in by.items())
 
 
+def ir_rate(row: dict) -> float | None:
+    """implicitreg's FLOP rate in GFLOP/s (the workload's floor FLOP count / its time)."""
+    base = row["results"].get("implicitreg")
+    if not ok(base):
+        return None
+    return (row.get("flops") or FLOPS[row["workload"]]) / base["us_per_step"] / 1e3
+
+
+def share(rate: float | None, top: float | None) -> str | None:
+    """``rate`` as a percentage of ``top`` (None if either is missing)."""
+    return f"{sig(100 * rate / top, 2)}%" if rate and top else None
+
+
 def table(rows: list[dict], peers: list[str], gemm: list) -> str:
     """µs per step of every peer (and peer/implicitreg), implicitreg's GFLOP/s and GEMM shares."""
     head = ["workload", "dtype", *(f"{p} µs" for p in peers), "ir GFLOP/s", "ir % GEMM peak"]
-    head.append("ir % GEMM at shape")
+    head += ["ir % GEMM at shape"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
         res, base = row["results"], row["results"].get("implicitreg")
         cells = [row["workload"], row["dtype"], *(cell(res.get(p), base) for p in peers)]
-        rate = FLOPS[row["workload"]] / base["us_per_step"] / 1e3 if ok(base) else None
-        top = peak(gemm, row["dtype"])
+        rate = ir_rate(row)
         cells.append(f"{rate:.3g}" if rate else "")
-        cells.append(f"{sig(100 * rate / top, 2)}%" if rate and top else "")
-        at_shape = shape_rate(gemm, row["workload"], row["dtype"])
-        cells.append(f"{sig(100 * rate / at_shape, 2)}%" if rate and at_shape else "")
+        cells.append(share(rate, peak(gemm, row["dtype"])) or "")
+        cells.append(share(rate, shape_rate(gemm, row["workload"], row["dtype"])) or "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

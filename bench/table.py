@@ -60,26 +60,16 @@ def _pair(cells: list[str]) -> str:
     return MISSING if all(c == MISSING for c in cells) else " / ".join(cells)
 
 
-def _rate(row: dict) -> float | None:
-    """implicitreg's FLOP rate in GFLOP/s: the workload's floor FLOP count / its time."""
-    base = row["results"].get("implicitreg")
-    if not run.ok(base):
-        return None
-    return (row.get("flops") or run.FLOPS[row["workload"]]) / base["us_per_step"] / 1e3
-
-
-def _share(rate: float | None, top: float | None) -> str:
-    return f"{run.sig(100 * rate / top, 2)}%" if rate and top else MISSING
-
-
 def _peak_share(row: dict, peaks: dict, gemm: list) -> str:
     """implicitreg's FLOP rate as a share of the GEMM peak, as ``run.table`` computes it."""
-    return _share(_rate(row), peaks.get(row["dtype"]) or run.peak(gemm, row["dtype"]))
+    top = peaks.get(row["dtype"]) or run.peak(gemm, row["dtype"])
+    return run.share(run.ir_rate(row), top) or MISSING
 
 
 def _shape_share(row: dict, gemm: list) -> str:
     """The same rate as a share of the best GEMM rate measured at the workload's main shape."""
-    return _share(_rate(row), run.shape_rate(gemm, row["workload"], row["dtype"]))
+    top = run.shape_rate(gemm, row["workload"], row["dtype"])
+    return run.share(run.ir_rate(row), top) or MISSING
 
 
 def main_table(data: dict) -> str:
